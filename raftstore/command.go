@@ -1,0 +1,183 @@
+package raftstore
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Commands in the Raft log are one type byte followed by a JSON payload.
+// A new command gets a new type byte; the meaning of an existing one
+// never changes, because old logs are replayed by new binaries.
+const (
+	// cmdTxn: the payload is a JSON-encoded Txn.
+	cmdTxn byte = 1
+)
+
+// OpType says what an Op does.
+type OpType string
+
+// The op types.
+const (
+	// OpPut writes Object, replacing any existing object of that key.
+	// IfVersion and IfAbsent make it conditional.
+	OpPut OpType = "put"
+	// OpDelete removes the object; it must exist.
+	OpDelete OpType = "delete"
+	// OpEnsure writes Object only if no object of that key exists, and
+	// never fails for an existing one. It creates namespaces on first use.
+	OpEnsure OpType = "ensure"
+)
+
+// Txn is one atomic write: either every op applies or none does.
+type Txn struct {
+	// RequestID identifies the write for de-duplication: the FSM
+	// remembers the result of recent request IDs and answers a repeat
+	// with the first result instead of applying it again. Required;
+	// a retry of the same write must reuse it.
+	RequestID string `json:"requestID"`
+	// Ops apply in order; each one sees the effect of those before it.
+	Ops []Op `json:"ops"`
+}
+
+// Op is one change to one object.
+type Op struct {
+	Type      OpType `json:"type"`
+	Kind      Kind   `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// Object is the JSON of the object for OpPut and OpEnsure. Its
+	// metadata name and namespace must equal Name and Namespace. The FSM
+	// sets its TypeMeta and its resourceVersion (the log index).
+	Object json.RawMessage `json:"object,omitempty"`
+	// IfVersion, when not 0, requires the object to exist with this
+	// resourceVersion (OpPut, OpDelete).
+	IfVersion uint64 `json:"ifVersion,omitempty"`
+	// IfAbsent requires that the object does not exist (OpPut only).
+	IfAbsent bool `json:"ifAbsent,omitempty"`
+}
+
+// PutOp returns an unconditional OpPut of obj, keyed by obj's namespace
+// and name. Set IfVersion or IfAbsent on the result to make it
+// conditional.
+func PutOp(kind Kind, obj Object) (Op, error) {
+	return objectOp(OpPut, kind, obj)
+}
+
+// EnsureOp returns an OpEnsure of obj: create it unless it exists.
+func EnsureOp(kind Kind, obj Object) (Op, error) {
+	return objectOp(OpEnsure, kind, obj)
+}
+
+// DeleteOp returns an OpDelete of the named object. Set IfVersion on the
+// result to make it conditional.
+func DeleteOp(kind Kind, namespace, name string) Op {
+	return Op{Type: OpDelete, Kind: kind, Namespace: namespace, Name: name}
+}
+
+func objectOp(t OpType, kind Kind, obj Object) (Op, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return Op{}, fmt.Errorf("encode %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return Op{Type: t, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Object: data}, nil
+}
+
+// encodeTxn returns the log entry for txn.
+func encodeTxn(txn Txn) ([]byte, error) {
+	data, err := json.Marshal(txn)
+	if err != nil {
+		return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
+	}
+	return append([]byte{cmdTxn}, data...), nil
+}
+
+// EncodeTxn returns the Raft log entry that carries txn, as Store.Apply
+// submits it. It is for tests that drive an FSM directly.
+func EncodeTxn(txn Txn) ([]byte, error) { return encodeTxn(txn) }
+
+// checkOp returns a CodeInvalid error if op is malformed, ignoring its
+// object's content (see decodeOpObject).
+func checkOp(op Op) *TxnError {
+	if !op.Kind.Valid() {
+		return txnErr(CodeInvalid, op, "unknown kind %q", op.Kind)
+	}
+	if op.Name == "" {
+		return txnErr(CodeInvalid, op, "name is empty")
+	}
+	if op.Kind.Namespaced() && op.Namespace == "" {
+		return txnErr(CodeInvalid, op, "namespace is empty")
+	}
+	if !op.Kind.Namespaced() && op.Namespace != "" {
+		return txnErr(CodeInvalid, op, "kind %s is cluster-scoped but namespace is %q", op.Kind, op.Namespace)
+	}
+	switch op.Type {
+	case OpPut:
+	case OpEnsure:
+		if op.IfVersion != 0 || op.IfAbsent {
+			return txnErr(CodeInvalid, op, "ensure takes no precondition")
+		}
+	case OpDelete:
+		if op.IfAbsent {
+			return txnErr(CodeInvalid, op, "delete cannot require absence")
+		}
+		if len(op.Object) != 0 {
+			return txnErr(CodeInvalid, op, "delete carries no object")
+		}
+	default:
+		return txnErr(CodeInvalid, op, "unknown op type %q", op.Type)
+	}
+	return nil
+}
+
+// decodeOpObject decodes the object of an OpPut or OpEnsure. It returns a
+// decode error separately from a CodeInvalid mismatch between the object
+// and the op, because in the FSM the first means a corrupt log.
+func decodeOpObject(op Op) (Object, *TxnError, error) {
+	obj, err := NewObject(op.Kind)
+	if err != nil {
+		return nil, txnErr(CodeInvalid, op, "%v", err), nil
+	}
+	if len(op.Object) == 0 {
+		return nil, txnErr(CodeInvalid, op, "object is missing"), nil
+	}
+	if err := json.Unmarshal(op.Object, obj); err != nil {
+		return nil, nil, fmt.Errorf("decode %s %s/%s: %w", op.Kind, op.Namespace, op.Name, err)
+	}
+	if obj.GetName() != op.Name || obj.GetNamespace() != op.Namespace {
+		return nil, txnErr(CodeInvalid, op, "object is named %q in namespace %q", obj.GetName(), obj.GetNamespace()), nil
+	}
+	// A TypeMeta may be left empty (the FSM fills it) but not be wrong.
+	want := op.Kind.TypeMeta()
+	apiVersion, kind := obj.GetObjectKind().GroupVersionKind().ToAPIVersionAndKind()
+	if (apiVersion != "" && apiVersion != want.APIVersion) || (kind != "" && kind != want.Kind) {
+		return nil, txnErr(CodeInvalid, op, "object is apiVersion %q kind %q, want %s %s",
+			apiVersion, kind, want.APIVersion, want.Kind), nil
+	}
+	return obj, nil, nil
+}
+
+// ValidateTxn checks txn as Store.Apply does before submitting it: a
+// request ID, well-formed ops and objects that decode into their kind and
+// match their op. The error is ErrNoRequestID or a *TxnError with
+// CodeInvalid.
+func ValidateTxn(txn Txn) error {
+	if txn.RequestID == "" {
+		return ErrNoRequestID
+	}
+	for _, op := range txn.Ops {
+		if terr := checkOp(op); terr != nil {
+			return terr
+		}
+		if op.Type == OpDelete {
+			continue
+		}
+		_, terr, err := decodeOpObject(op)
+		if err != nil {
+			return txnErr(CodeInvalid, op, "%v", err)
+		}
+		if terr != nil {
+			return terr
+		}
+	}
+	return nil
+}
