@@ -1,0 +1,26 @@
+// Package dnsserver is the cluster DNS server every agent runs for its pods.
+//
+// It has two halves, as CoreDNS's file plugin does. BuildZone turns a
+// snapshot of namespaces, Services and Pods into an immutable Zone, and
+// Zone.Lookup answers one name and type from it with records and a result
+// code: no I/O, no clock, no locks. Server is the network adapter: it parses
+// a query, applies the policy (QUERY with one question only, authoritative
+// for the cluster zone, forwarding of other names for pods and loopback
+// only, EDNS sizes, truncation), calls Lookup on the zone it currently holds
+// and writes the reply. A new snapshot is published with Server.Swap, so a
+// query never waits on the state store and the last zone keeps being served
+// when every server is down.
+//
+// The records are those of the Kubernetes DNS specification for headless
+// Services (SEMANTICS.md C.19–C.28):
+//
+//	<hostname>.<svc>.<ns>.svc.<domain>  A/AAAA  the pod's IPs, if its endpoint is ready
+//	<svc>.<ns>.svc.<domain>             A/AAAA  every ready endpoint (NXDOMAIN if none)
+//	_<port>._<proto>.<svc>.<ns>.svc.<domain>  SRV  ready endpoint with hostname × named port
+//	<reversed IP>.in-addr.arpa / ip6.arpa     PTR  the pod's FQDN
+//
+// and, for Services with a cluster IP, the Service name's A/AAAA, SRV per
+// named port and PTR. Every name is also served in the short form that
+// leaves out ".svc.<domain>" (web-0.nginx.default), which is how Stead's
+// pods usually spell it.
+package dnsserver
