@@ -286,6 +286,9 @@ func (s *Server) forward(r *dns.Msg, tcp bool) *dns.Msg {
 		m.RecursionAvailable = true
 		return m
 	}
+	if len(s.upstreams) == 0 {
+		return fail()
+	}
 	select {
 	case s.forwards <- struct{}{}:
 		defer func() { <-s.forwards }()
