@@ -66,14 +66,14 @@ func main() {
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ignoring SIGTERM")
-		select {}
+		sleepForever()
 	case "print":
 		// Prints N numbered lines, then sleeps until killed.
 		n, _ := strconv.Atoi(os.Args[2])
 		for i := 0; i < n; i++ {
 			fmt.Printf("line %d\n", i)
 		}
-		select {}
+		sleepForever()
 	case "tick":
 		// Prints a numbered line every 20ms until killed.
 		for i := 0; ; i++ {
@@ -107,5 +107,13 @@ func main() {
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
+	}
+}
+
+// sleepForever blocks without tripping the runtime's deadlock detector
+// (a bare select{} with no other goroutine is a fatal error).
+func sleepForever() {
+	for {
+		time.Sleep(time.Hour)
 	}
 }
