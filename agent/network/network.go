@@ -215,6 +215,10 @@ func (n *Network) EnsureBridge() error {
 	return nil
 }
 
+// DeleteBridge removes the node bridge (after every pod is torn down, e.g.
+// when the node leaves); a missing bridge is not an error.
+func (n *Network) DeleteBridge() error { return deleteLink(n.opts.Bridge) }
+
 var podIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$`)
 
 func (n *Network) lock(podID string) func() {

@@ -59,7 +59,7 @@ func testNet(t *testing.T) (*Network, Options) {
 				t.Errorf("cleanup: %v", err)
 			}
 		}
-		if err := deleteLink(opts.Bridge); err != nil {
+		if err := n.DeleteBridge(); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
