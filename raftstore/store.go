@@ -327,7 +327,9 @@ func (s *Store) WaitForIndex(ctx context.Context, after uint64) (uint64, error) 
 }
 
 // Apply commits txn through the leader's log and returns the log index
-// at which it applied (the resourceVersion of every object it put).
+// at which it applied (the resourceVersion of every object it put). A
+// *TxnError comes with the index of the entry that was refused. ctx
+// bounds the whole call, including the wait for a full apply queue.
 //
 // Errors:
 //   - ErrNoRequestID, or a *TxnError with CodeInvalid for a malformed txn;
@@ -355,8 +357,25 @@ func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("apply %s: %w", txn.RequestID, err)
 	}
-	f := s.raft.Apply(data, timeout)
-	if err := wait(ctx, f); err != nil {
+	// Enqueueing can block on a full queue and the future resolves only
+	// when Raft is done with the entry; neither watches ctx.
+	type applied struct {
+		f   raft.ApplyFuture
+		err error
+	}
+	done := make(chan applied, 1)
+	go func() {
+		f := s.raft.Apply(data, timeout)
+		done <- applied{f, f.Error()}
+	}()
+	var a applied
+	select {
+	case a = <-done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, ctx.Err())
+	}
+	f := a.f
+	if err := a.err; err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return 0, s.notLeader()
 		}
