@@ -314,8 +314,9 @@ func (w *world) addPod(p *corev1.Pod) {
 	w.pods[p.Name] = p
 }
 
-// settle syncs until nothing changes, making every new pod Ready and
-// letting every deleted pod go, with time passing past minReadySeconds.
+// settle syncs until nothing changes, making every Pending pod Ready and
+// letting every terminating pod go before each sync, with time passing
+// past minReadySeconds.
 func (w *world) settle() {
 	w.t.Helper()
 	w.settleLog()
@@ -429,20 +430,14 @@ func checkLines(t testing.TB, what string, got, want []string) {
 	}
 }
 
-// settleLog is settle (Pending pods become Ready), returning the pod and revision actions of every sync
-// in order.
+// settleLog is settle, returning the actions of every sync in order.
 func (w *world) settleLog() []string {
 	w.t.Helper()
 	var log []string
 	for i := 0; i < 200; i++ {
+		w.progress()
 		p := w.sync()
 		log = append(log, summary(p)...)
-		for name, pod := range w.pods {
-			if pod.Status.Phase == corev1.PodPending && pod.DeletionTimestamp == nil {
-				w.ready(name)
-			}
-		}
-		w.goneAll()
 		w.now = w.now.Add(time.Duration(w.set.Spec.MinReadySeconds)*time.Second + time.Second)
 		if len(summary(p)) == 0 && !p.StatusChanged {
 			return log
@@ -450,6 +445,16 @@ func (w *world) settleLog() []string {
 	}
 	w.t.Fatalf("set did not settle")
 	return nil
+}
+
+// progress makes every Pending pod Ready and lets every terminating pod go.
+func (w *world) progress() {
+	for name, pod := range w.pods {
+		if pod.Status.Phase == corev1.PodPending && pod.DeletionTimestamp == nil {
+			w.ready(name)
+		}
+	}
+	w.goneAll()
 }
 
 // userDelete marks a pod Terminating, as `stead delete pod` does.
