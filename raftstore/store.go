@@ -64,6 +64,8 @@ type Config struct {
 	// so that slightly lagging followers need no snapshot.
 	TrailingLogs uint64
 
+	// Raft's timers (defaults: 1 s, 1 s, 500 ms, 50 ms). Servers on
+	// shared or small machines should not go below the defaults.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
