@@ -180,8 +180,12 @@ func TestPodStatus(t *testing.T) {
 			ready: "0/1", status: "ErrImagePull", restarts: "0",
 		},
 		{
-			name:  "running and ready",
-			pod:   func() *corev1.Pod { p := withStatuses(corev1.PodRunning, running); p.Status.Conditions = readyCondition("True"); return p }(),
+			name: "running and ready",
+			pod: func() *corev1.Pod {
+				p := withStatuses(corev1.PodRunning, running)
+				p.Status.Conditions = readyCondition("True")
+				return p
+			}(),
 			ready: "1/1", status: "Running", restarts: "0",
 		},
 		{
