@@ -108,6 +108,24 @@ func (d *Daemon) Connect(t testing.TB) *containerd.Runtime {
 	return rt
 }
 
+// Restart stops the daemon, leaving its containers running under their
+// shims, and starts a new one on the same directories, as when the agent
+// that owns it restarts. d then describes the new daemon.
+func (d *Daemon) Restart(t testing.TB) *Daemon {
+	t.Helper()
+	if err := d.d.Stop(10 * time.Second); err != nil {
+		t.Fatalf("stop containerd: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nd, err := containerd.StartDaemon(ctx, containerd.DaemonOptions{Dir: d.Dir})
+	if err != nil {
+		t.Fatalf("restart containerd: %v", err)
+	}
+	d.d, d.Pid = nd, nd.Pid
+	return d
+}
+
 func (d *Daemon) cleanup(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

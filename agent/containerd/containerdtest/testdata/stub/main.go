@@ -18,7 +18,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Println("usage: stub serve ADDR | ignore-term | print N | tick | get URL | info | exit CODE | cat PATH")
+		fmt.Println("usage: stub serve ADDR | ignore-term | print N | tick [INTERVAL] | info | exit CODE | cat PATH")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -75,10 +75,14 @@ func main() {
 		}
 		sleepForever()
 	case "tick":
-		// Prints a numbered line every 20ms until killed.
+		// Prints a numbered line every interval (default 20ms) until killed.
+		interval := 20 * time.Millisecond
+		if len(os.Args) > 2 {
+			interval, _ = time.ParseDuration(os.Args[2])
+		}
 		for i := 0; ; i++ {
 			fmt.Printf("tick %d\n", i)
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(interval)
 		}
 	case "info":
 		h, _ := os.Hostname()
