@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -592,5 +593,40 @@ func TestListenSeveralAddresses(t *testing.T) {
 			continue
 		}
 		pc.Close()
+	}
+}
+
+// A TCP client that sends queries and never reads the replies is cut off
+// once a write cannot complete in WriteTimeout, freeing its slot.
+func TestTCPSlowReaderLosesConnection(t *testing.T) {
+	s := NewServer(Config{Upstreams: []string{}, MaxTCPConns: 1, WriteTimeout: 200 * time.Millisecond,
+		ReadTimeout: time.Minute, TCPIdleTimeout: time.Minute}, testLogger(t))
+	// Replies of about 63 KB, so that 128 of them overflow the socket
+	// buffers on both sides.
+	s.Swap(BuildZone(bigInput(1400)))
+	addr := serve(t, s)
+
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	raw, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	conn := &dns.Conn{Conn: raw}
+	for range DefaultMaxTCPQueries {
+		if err := conn.WriteMsg(query("big.default.", dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the stalled connection to be closed", func() bool {
+		return s.Counters().TCPConns.Load() == 0 && s.Counters().NoError.Load() > 0
+	})
+	// The slot is free again.
+	if r := clientExchange(t, "tcp", addr, query("web-0.nginx.default.", dns.TypeA)); len(r.Answer) != 1 {
+		t.Errorf("after the stalled client: %v", r)
 	}
 }

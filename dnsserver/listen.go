@@ -34,7 +34,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addrs ...string) error {
 		closers []func() error
 		bound   []netip.AddrPort
 	)
-	conns := &connLimit{sem: make(chan struct{}, s.cfg.MaxTCPConns), open: &s.counters.TCPConns}
+	conns := &connLimit{sem: make(chan struct{}, s.cfg.MaxTCPConns), open: &s.counters.TCPConns, writeTimeout: s.cfg.WriteTimeout}
 	for _, addr := range addrs {
 		pc, l, err := listenPair(addr)
 		if err != nil {
@@ -156,11 +156,14 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 // connLimit caps the TCP connections open at once over any number of
 // listeners: Accept takes a slot before accepting, so connections beyond
 // the cap wait in the kernel's queue, and closing a connection frees its
-// slot.
+// slot. It also bounds every write on the connections it accepts, which
+// miekg/dns v1 does not do itself (its Server.WriteTimeout is unused), so a
+// client that stops reading cannot hold a slot forever.
 type connLimit struct {
 	sem chan struct{}
 	// open is the gauge of open connections.
-	open *atomic.Int64
+	open         *atomic.Int64
+	writeTimeout time.Duration
 }
 
 func (c *connLimit) wrap(l net.Listener) net.Listener {
@@ -186,7 +189,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.limit.open.Add(1)
-	return &limitConn{Conn: c, release: func() {
+	return &limitConn{Conn: c, writeTimeout: l.limit.writeTimeout, release: func() {
 		l.limit.open.Add(-1)
 		<-l.limit.sem
 	}}, nil
@@ -199,8 +202,17 @@ func (l *limitListener) Close() error {
 
 type limitConn struct {
 	net.Conn
-	releaseOnce sync.Once
-	release     func()
+	writeTimeout time.Duration
+	releaseOnce  sync.Once
+	release      func()
+}
+
+// Write writes b within the write timeout.
+func (c *limitConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 func (c *limitConn) Close() error {

@@ -50,7 +50,8 @@ type Config struct {
 	MaxForwards int
 	// ReadTimeout and WriteTimeout bound reading a query and writing its
 	// reply. The read timeout is also how long a new TCP connection may stay
-	// silent.
+	// silent; a TCP connection whose reply cannot be written in time is
+	// closed.
 	ReadTimeout, WriteTimeout time.Duration
 	// TCPIdleTimeout is how long a TCP connection may stay idle between
 	// queries.
@@ -164,6 +165,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	s.countRcode(m.Rcode)
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("write reply", "client", src, "error", err)
+		if tcp {
+			// A TCP client that does not take its replies in time loses
+			// its connection, and with it its slot.
+			w.Close()
+		}
 	}
 }
 
