@@ -1,0 +1,45 @@
+# Stead's build. `make run` starts a one-machine cluster with the example
+# StatefulSet; `make test` runs every test (as root for the integration tests).
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+DATA_DIR ?= ./stead-data
+
+.PHONY: all build test vet unit run deps fuzz clean
+
+all: build
+
+## build: the static binary bin/stead
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/stead ./cmd/stead
+
+## deps: install the system packages Stead uses that are missing (Debian)
+deps:
+	deploy/install-deps.sh
+
+## run: build, install what is missing, start `stead dev` and apply examples/web.yaml
+run: build deps
+	DATA_DIR=$(DATA_DIR) deploy/run-dev.sh
+
+## vet: go vet over everything
+vet:
+	$(GO) vet ./...
+
+## test: go vet and every test with the race detector, integration tests included
+test: vet
+	CGO_ENABLED=1 $(GO) test -race -timeout 25m ./...
+
+## unit: the tests that need neither root nor system packages
+unit:
+	CGO_ENABLED=1 $(GO) test -short -race ./...
+
+## fuzz: each fuzz target for FUZZTIME (default 60s)
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeManifest$$' -fuzztime $(FUZZTIME) -parallel 2 ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) -parallel 2 ./dnsserver/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler/httpapi"
+)
+
+// serverOptions are the settings of one Stead server.
+type serverOptions struct {
+	id              string
+	dataDir         string
+	httpAddr        string
+	raftAddr        string
+	advertise       string
+	bootstrap       bool
+	bootstrapExpect int
+	join            []string
+	retryJoin       bool
+	logLevel        string
+	logJSON         bool
+}
+
+func (o *serverOptions) addFlags(cmd *cobra.Command, defaultID, defaultDataDir string) {
+	f := cmd.Flags()
+	f.StringVar(&o.id, "node-id", defaultID, "this server's Raft ID (stable across restarts)")
+	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "directory for the Raft log, snapshots and state")
+	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7470", "address of the HTTP API")
+	f.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7471", "address of the Raft transport")
+	f.StringVar(&o.advertise, "advertise", "", "Raft address other servers reach this one at (default --raft-addr)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
+}
+
+func newServerCmd() *cobra.Command {
+	o := &serverOptions{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Stead server: a member of the Raft group that stores the cluster state and runs the controller",
+		Example: `  # A single-server cluster:
+  stead server --data-dir /var/lib/stead --bootstrap
+
+  # A second and third server joining the first:
+  stead server --node-id s2 --data-dir /var/lib/stead --raft-addr 10.0.0.2:7471 \
+      --http-addr 10.0.0.2:7470 --join 10.0.0.1:7470`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := newLogger("stead", o.logLevel, o.logJSON)
+			srv, err := startServer(ctx, *o, log)
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return srv.Close()
+		},
+	}
+	host, _ := os.Hostname()
+	o.addFlags(cmd, host, "/var/lib/stead")
+	f := cmd.Flags()
+	f.BoolVar(&o.bootstrap, "bootstrap", false, "start a new cluster with this server as its only member")
+	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of servers expected to form a new cluster")
+	f.StringSliceVar(&o.join, "join", nil, "HTTP addresses of existing servers to join (comma-separated)")
+	f.BoolVar(&o.retryJoin, "retry-join", false, "keep retrying --join until it succeeds")
+	return cmd
+}
+
+func newLogger(name, level string, json bool) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.LevelFromString(level),
+		JSONFormat: json,
+		Output:     os.Stderr,
+	})
+}
+
+// runningServer is a started server; Close stops it.
+type runningServer struct {
+	store *raftstore.Store
+	api   *httpapi.Server
+	http  *http.Server
+	addr  string
+	log   hclog.Logger
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// startServer opens the Raft store, serves the API and keeps this server's
+// address recorded while it leads.
+func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runningServer, error) {
+	if o.id == "" {
+		return nil, errors.New("--node-id is empty and the host has no name; set --node-id")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", o.dataDir, err)
+	}
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --http-addr %s: %w", o.httpAddr, err)
+	}
+	advertise := o.advertise
+	if advertise == "" {
+		advertise = o.raftAddr
+	}
+	store, err := raftstore.Open(raftstore.Config{
+		ID:            o.id,
+		DataDir:       filepath.Clean(o.dataDir),
+		BindAddr:      o.raftAddr,
+		AdvertiseAddr: advertise,
+		Bootstrap:     o.bootstrap || o.bootstrapExpect == 1,
+		Logger:        log.Named("raft"),
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log})
+	ctx, cancel := context.WithCancel(ctx)
+	rs := &runningServer{
+		store: store, api: handler, addr: ln.Addr().String(), log: log, stop: cancel, done: make(chan struct{}),
+		http: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second},
+	}
+	go func() {
+		if err := rs.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "error", err)
+		}
+	}()
+	go rs.lead(ctx, o.id, advertise)
+	if len(o.join) > 0 {
+		go rs.joinCluster(ctx, o, advertise)
+	}
+	log.Info("server started", "id", o.id, "http", rs.addr, "raft", advertise, "data_dir", o.dataDir)
+	return rs, nil
+}
+
+// lead runs the leader's duties while this server leads: it records its own
+// address so that followers can forward writes to it.
+func (rs *runningServer) lead(ctx context.Context, id, raftAddr string) {
+	defer close(rs.done)
+	leaderCh := rs.store.LeaderCh()
+	for {
+		if rs.store.IsLeader() {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := rs.api.Register(rctx, id, raftAddr, rs.addr); err != nil {
+				rs.log.Warn("record this server's address", "error", err)
+			}
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-leaderCh:
+		}
+	}
+}
+
+// joinCluster asks the servers named by --join to add this one, until one
+// accepts (or once, without --retry-join).
+func (rs *runningServer) joinCluster(ctx context.Context, o serverOptions, raftAddr string) {
+	body, _ := json.Marshal(httpapi.JoinRequest{ID: o.id, RaftAddr: raftAddr, HTTPAddr: rs.addr})
+	backoff := time.Second
+	for attempt := 1; ; attempt++ {
+		for _, addr := range o.join {
+			if !strings.Contains(addr, "://") {
+				addr = "http://" + addr
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, addr+"/v1/join", bytes.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					rs.log.Info("joined cluster", "via", addr)
+					return
+				}
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+			rs.log.Warn("join failed", "via", addr, "attempt", attempt, "error", err)
+		}
+		if !o.retryJoin && attempt >= 5 {
+			rs.log.Error("could not join any of --join; restart with --retry-join to keep trying", "join", o.join)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// Close stops serving and closes the store.
+func (rs *runningServer) Close() error {
+	rs.stop()
+	<-rs.done
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rs.http.Shutdown(sctx)
+	return rs.store.Close()
+}

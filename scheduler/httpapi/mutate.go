@@ -1,0 +1,434 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/raftstore"
+)
+
+// put creates or replaces one object. StatefulSets and Services go through
+// the same validation as apply; other objects (nodes registered by agents,
+// pods, events) are stored as sent, guarded by their resourceVersion when
+// the body carries one.
+func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error {
+	res, err := resource(r)
+	if err != nil {
+		return err
+	}
+	ns, err := scope(r, res, true)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	kind := raftstore.Kind(res.Name)
+	if res.Name == "statefulsets" || res.Name == "services" {
+		return s.putManifest(w, r, body, res, ns, name)
+	}
+	obj, err := raftstore.NewObject(kind)
+	if err != nil {
+		return apierrors.NewMethodNotSupported(groupResource(res), "put")
+	}
+	if err := json.Unmarshal(body, obj); err != nil {
+		return apierrors.NewBadRequest(fmt.Sprintf("decode %s %q: %v", res.Kind, name, err))
+	}
+	if obj.GetName() == "" {
+		obj.SetName(name)
+	}
+	if obj.GetName() != name || (res.Namespaced && obj.GetNamespace() != "" && obj.GetNamespace() != ns) {
+		return apierrors.NewBadRequest(fmt.Sprintf("the name and namespace in the body (%s/%s) do not match the URL (%s/%s)", obj.GetNamespace(), obj.GetName(), ns, name))
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return apierrors.NewBadRequest(fmt.Sprintf("metadata.name: Invalid value: %q: %s", name, errs[0]))
+	}
+	obj.SetNamespace(ns)
+	v := s.cfg.Store.View()
+	var ops []raftstore.Op
+	cur, exists := v.Get(kind, ns, name)
+	var op raftstore.Op
+	if exists {
+		want := version(obj)
+		if want != 0 && want != version(cur) {
+			return apierrors.NewConflict(groupResource(res), name, errors.New("the object has been modified; read it again and retry"))
+		}
+		obj.SetUID(cur.GetUID())
+		obj.SetCreationTimestamp(cur.GetCreationTimestamp())
+		op, err = putOp(kind, obj, version(cur))
+	} else {
+		if version(obj) != 0 {
+			return apierrors.NewNotFound(groupResource(res), name)
+		}
+		s.stampNew(obj)
+		op, err = putOp(kind, obj, 0)
+	}
+	if err != nil {
+		return err
+	}
+	if res.Namespaced {
+		nsOp, err := s.ensureNamespace(ns)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, nsOp)
+	}
+	idx, err := s.commit(r, append(ops, op), 0)
+	if err != nil {
+		return err
+	}
+	stored, _ := s.cfg.Store.View().Get(kind, ns, name)
+	writeJSON(w, http.StatusOK, idx, stored)
+	return nil
+}
+
+// putManifest stores one StatefulSet or Service sent as JSON or YAML, with
+// the validation and defaults of apply.
+func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, body []byte, res api.Resource, ns, name string) error {
+	objs, err := api.DecodeManifestsWith(body, api.DecodeOptions{Namespace: ns})
+	if err != nil {
+		return toAPIError(err)
+	}
+	if len(objs) != 1 || objs[0].GetName() != name || objs[0].GetObjectKind().GroupVersionKind().Kind != res.Kind {
+		return apierrors.NewBadRequest(fmt.Sprintf("the body must hold exactly one %s named %q", res.Kind, name))
+	}
+	var idx uint64
+	err = retryConflicts(func() error {
+		op, _, err := s.prepare(s.cfg.Store.View(), objs[0])
+		if err != nil || op == nil {
+			return err
+		}
+		nsOp, err := s.ensureNamespace(ns)
+		if err != nil {
+			return err
+		}
+		idx, err = s.commit(r, []raftstore.Op{nsOp, *op}, int(idx))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	stored, _ := s.cfg.Store.View().Get(raftstore.Kind(res.Name), ns, name)
+	writeJSON(w, http.StatusOK, idx, stored)
+	return nil
+}
+
+// delete removes one object. A StatefulSet takes its pods and revisions
+// with it unless ?cascade=orphan; a pod on a node becomes Terminating and
+// stays until its node confirms the containers are dead, unless ?force.
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, _ []byte) error {
+	res, err := resource(r)
+	if err != nil {
+		return err
+	}
+	ns, err := scope(r, res, true)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	cascade := q.Get("cascade")
+	if cascade == "" {
+		cascade = "background"
+	}
+	if cascade != "background" && cascade != "orphan" && cascade != "foreground" {
+		return apierrors.NewBadRequest(fmt.Sprintf("cascade %q is not one of background, foreground, orphan", cascade))
+	}
+	var grace *int64
+	if g := q.Get("gracePeriodSeconds"); g != "" {
+		n, err := strconv.ParseInt(g, 10, 64)
+		if err != nil || n < 0 {
+			return apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds %q is not a whole number of seconds ≥ 0", g))
+		}
+		grace = &n
+	}
+	force := q.Get("force") == "true"
+	kind := raftstore.Kind(res.Name)
+	var idx uint64
+	attempt := 0
+	err = retryConflicts(func() error {
+		v := s.cfg.Store.View()
+		cur, ok := v.Get(kind, ns, name)
+		if !ok {
+			return apierrors.NewNotFound(groupResource(res), name)
+		}
+		var ops []raftstore.Op
+		switch kind {
+		case raftstore.StatefulSets:
+			ops, err = s.deleteStatefulSetOps(v, cur.(*appsv1.StatefulSet), cascade == "orphan")
+		case raftstore.Pods:
+			var op *raftstore.Op
+			if op, err = s.deletePodOp(cur.(*corev1.Pod), grace, force); op != nil {
+				ops = []raftstore.Op{*op}
+			}
+		case raftstore.Namespaces:
+			if n := countInNamespace(v, name); n > 0 {
+				return apierrors.NewConflict(groupResource(res), name, fmt.Errorf("it still holds %d objects; delete them first", n))
+			}
+			ops = []raftstore.Op{deleteOp(kind, cur)}
+		default:
+			ops = []raftstore.Op{deleteOp(kind, cur)}
+		}
+		if err != nil || len(ops) == 0 {
+			idx = v.Index()
+			return err
+		}
+		idx, err = s.commit(r, ops, attempt)
+		attempt++
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, idx, metav1.Status{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}, Status: metav1.StatusSuccess,
+		Details: &metav1.StatusDetails{Name: name, Kind: res.Name}})
+	return nil
+}
+
+// deleteStatefulSetOps removes a set and, unless orphaning, marks its pods
+// for deletion and removes its revisions. With orphan, its pods and
+// revisions lose their owner reference and keep running, so that a set
+// created again with the same selector adopts them (SEMANTICS K.89).
+// Deleting a set gives no ordering promise, as in Kubernetes (K.88).
+func (s *Server) deleteStatefulSetOps(v *raftstore.View, set *appsv1.StatefulSet, orphan bool) ([]raftstore.Op, error) {
+	ops := []raftstore.Op{deleteOp(raftstore.StatefulSets, set)}
+	for _, o := range v.List(raftstore.Pods, set.Namespace) {
+		pod := o.(*corev1.Pod)
+		if !ownedBy(pod, set) {
+			continue
+		}
+		if orphan {
+			pod = pod.DeepCopy()
+			pod.OwnerReferences = withoutOwner(pod.OwnerReferences, set.UID)
+			op, err := putOp(raftstore.Pods, pod, version(o))
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, op)
+			continue
+		}
+		op, err := s.deletePodOp(pod, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		if op != nil {
+			ops = append(ops, *op)
+		}
+	}
+	for _, o := range v.List(raftstore.ControllerRevisions, set.Namespace) {
+		rev := o.(*appsv1.ControllerRevision)
+		if !ownedBy(rev, set) {
+			continue
+		}
+		if orphan {
+			rev = rev.DeepCopy()
+			rev.OwnerReferences = withoutOwner(rev.OwnerReferences, set.UID)
+			op, err := putOp(raftstore.ControllerRevisions, rev, version(o))
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, op)
+			continue
+		}
+		ops = append(ops, deleteOp(raftstore.ControllerRevisions, rev))
+	}
+	return ops, nil
+}
+
+// deletePodOp deletes a pod gracefully: a pod not yet on a node, or a
+// forced delete, goes at once; otherwise the pod is marked Terminating and
+// its node stops it and then removes the record.
+// It returns nil when the pod is already terminating with no longer grace.
+func (s *Server) deletePodOp(pod *corev1.Pod, grace *int64, force bool) (*raftstore.Op, error) {
+	if force || pod.Spec.NodeName == "" {
+		op := deleteOp(raftstore.Pods, pod)
+		return &op, nil
+	}
+	if pod.DeletionTimestamp != nil {
+		// Already terminating: a second delete may only shorten the grace.
+		if grace == nil || (pod.DeletionGracePeriodSeconds != nil && *grace >= *pod.DeletionGracePeriodSeconds) {
+			return nil, nil
+		}
+	}
+	g := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		g = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	if grace != nil {
+		g = *grace
+	}
+	pod = pod.DeepCopy()
+	now := metav1.NewTime(s.cfg.Now().UTC().Truncate(time.Second))
+	pod.DeletionTimestamp = &now
+	pod.DeletionGracePeriodSeconds = &g
+	op, err := putOp(raftstore.Pods, pod, version(pod))
+	return &op, err
+}
+
+func ownedBy(o metav1.Object, owner metav1.Object) bool {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.UID == owner.GetUID() {
+			return true
+		}
+	}
+	return false
+}
+
+func withoutOwner(refs []metav1.OwnerReference, uid types.UID) []metav1.OwnerReference {
+	var out []metav1.OwnerReference
+	for _, ref := range refs {
+		if ref.UID != uid {
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
+func countInNamespace(v *raftstore.View, ns string) int {
+	n := 0
+	for _, r := range api.Resources {
+		if r.Namespaced {
+			n += len(v.List(raftstore.Kind(r.Name), ns))
+		}
+	}
+	return n
+}
+
+// getSub serves the scale and status subresources.
+func (s *Server) getSub(w http.ResponseWriter, r *http.Request) {
+	res, err := resource(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	v, err := s.view(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	ns, name, sub := r.PathValue("ns"), r.PathValue("name"), r.PathValue("sub")
+	o, ok := v.Get(raftstore.Kind(res.Name), ns, name)
+	if !ok {
+		s.fail(w, apierrors.NewNotFound(groupResource(res), name))
+		return
+	}
+	switch {
+	case sub == "status":
+		writeJSON(w, http.StatusOK, v.Index(), o)
+	case sub == "scale" && res.Name == "statefulsets":
+		writeJSON(w, http.StatusOK, v.Index(), scaleOf(o.(*appsv1.StatefulSet)))
+	default:
+		s.fail(w, apierrors.NewNotFound(groupResource(res), name+"/"+sub))
+	}
+}
+
+// scaleOf returns the scale subresource of a set (SEMANTICS A.8).
+func scaleOf(set *appsv1.StatefulSet) *autoscalingv1.Scale {
+	sc := &autoscalingv1.Scale{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v1", Kind: "Scale"},
+		ObjectMeta: metav1.ObjectMeta{Name: set.Name, Namespace: set.Namespace, UID: set.UID, ResourceVersion: set.ResourceVersion, CreationTimestamp: set.CreationTimestamp},
+		Status:     autoscalingv1.ScaleStatus{Replicas: set.Status.Replicas},
+	}
+	if set.Spec.Replicas != nil {
+		sc.Spec.Replicas = *set.Spec.Replicas
+	}
+	if set.Spec.Selector != nil {
+		sc.Status.Selector = metav1.FormatLabelSelector(set.Spec.Selector)
+	}
+	return sc
+}
+
+// putSub writes the scale subresource of a set, and the status of sets and
+// pods (agents report pod status this way).
+func (s *Server) putSub(w http.ResponseWriter, r *http.Request, body []byte) error {
+	res, err := resource(r)
+	if err != nil {
+		return err
+	}
+	ns, name, sub := r.PathValue("ns"), r.PathValue("name"), r.PathValue("sub")
+	kind := raftstore.Kind(res.Name)
+	var idx uint64
+	attempt := 0
+	err = retryConflicts(func() error {
+		cur, ok := s.cfg.Store.View().Get(kind, ns, name)
+		if !ok {
+			return apierrors.NewNotFound(groupResource(res), name)
+		}
+		var next raftstore.Object
+		switch {
+		case sub == "scale" && kind == raftstore.StatefulSets:
+			var sc autoscalingv1.Scale
+			if err := json.Unmarshal(body, &sc); err != nil {
+				return apierrors.NewBadRequest(fmt.Sprintf("decode Scale: %v", err))
+			}
+			if sc.Spec.Replicas < 0 {
+				return apierrors.NewBadRequest(fmt.Sprintf("spec.replicas: Invalid value: %d: must be greater than or equal to 0", sc.Spec.Replicas))
+			}
+			set := cur.(*appsv1.StatefulSet).DeepCopy()
+			if set.Spec.Replicas != nil && *set.Spec.Replicas == sc.Spec.Replicas {
+				idx = version(set)
+				return nil
+			}
+			set.Spec.Replicas = &sc.Spec.Replicas
+			set.Generation++
+			next = set
+		case sub == "status" && kind == raftstore.StatefulSets:
+			var in appsv1.StatefulSet
+			if err := json.Unmarshal(body, &in); err != nil {
+				return apierrors.NewBadRequest(fmt.Sprintf("decode StatefulSet status: %v", err))
+			}
+			set := cur.(*appsv1.StatefulSet).DeepCopy()
+			set.Status = in.Status
+			next = set
+		case sub == "status" && kind == raftstore.Pods:
+			var in corev1.Pod
+			if err := json.Unmarshal(body, &in); err != nil {
+				return apierrors.NewBadRequest(fmt.Sprintf("decode Pod status: %v", err))
+			}
+			pod := cur.(*corev1.Pod).DeepCopy()
+			pod.Status = in.Status
+			next = pod
+		default:
+			return apierrors.NewNotFound(groupResource(res), name+"/"+sub)
+		}
+		op, err := putOp(kind, next, version(cur))
+		if err != nil {
+			return err
+		}
+		idx, err = s.commit(r, []raftstore.Op{op}, attempt)
+		attempt++
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	v := s.cfg.Store.View()
+	o, _ := v.Get(kind, ns, name)
+	if sub == "scale" {
+		writeJSON(w, http.StatusOK, idx, scaleOf(o.(*appsv1.StatefulSet)))
+		return nil
+	}
+	writeJSON(w, http.StatusOK, idx, o)
+	return nil
+}
+
+// toAPIError maps a manifest error to the Status a client sees: 422 for
+// invalid objects, 400 for input that does not decode.
+func toAPIError(err error) error {
+	if errors.Is(err, api.ErrInvalid) {
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity,
+			Reason: metav1.StatusReasonInvalid, Message: err.Error()}}
+	}
+	return apierrors.NewBadRequest(err.Error())
+}

@@ -1,0 +1,144 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/raftstore"
+)
+
+// resource finds the resource named in the URL path by its plural name.
+func resource(r *http.Request) (api.Resource, error) {
+	name := r.PathValue("res")
+	for _, res := range api.Resources {
+		if res.Name == name {
+			return res, nil
+		}
+	}
+	_, err := api.LookupResource(name)
+	return api.Resource{}, apierrors.NewNotFound(schema.GroupResource{Resource: name}, err.Error())
+}
+
+// groupResource names a resource in error messages as Kubernetes does:
+// "statefulsets.apps".
+func groupResource(res api.Resource) schema.GroupResource {
+	gv, _ := schema.ParseGroupVersion(res.APIVersion)
+	return schema.GroupResource{Group: gv.Group, Resource: res.Name}
+}
+
+// scope returns the namespace of a request, checking that a namespaced
+// resource is not read through a cluster-scoped path and vice versa.
+func scope(r *http.Request, res api.Resource, needName bool) (string, error) {
+	ns := r.PathValue("ns")
+	if !res.Namespaced && ns != "" {
+		return "", apierrors.NewBadRequest(fmt.Sprintf("%s are not namespaced; use /v1/%s", res.Name, res.Name))
+	}
+	if res.Namespaced && needName && ns == "" {
+		return "", apierrors.NewBadRequest(fmt.Sprintf("%s are namespaced; use /v1/namespaces/NAMESPACE/%s/NAME", res.Name, res.Name))
+	}
+	return ns, nil
+}
+
+// view returns the state to answer a read from. With ?index=N it first
+// waits until the state index passes N, for at most ?wait (a blocking
+// query), so watchers need no polling loop.
+func (s *Server) view(r *http.Request) (*raftstore.View, error) {
+	q := r.URL.Query()
+	if q.Get("index") == "" {
+		return s.cfg.Store.View(), nil
+	}
+	index, err := strconv.ParseUint(q.Get("index"), 10, 64)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("index %q is not a whole number", q.Get("index")))
+	}
+	wait := maxWait
+	if w := q.Get("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d < 0 {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("wait %q is not a duration such as 30s", w))
+		}
+		wait = min(d, maxWait)
+	}
+	if v := s.cfg.Store.View(); v.Index() > index {
+		return v, nil
+	}
+	ctx, cancel := contextWithTimeout(r, wait)
+	defer cancel()
+	// A timeout is not an error: the caller gets the unchanged state and
+	// asks again.
+	s.cfg.Store.WaitForIndex(ctx, index)
+	return s.cfg.Store.View(), nil
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	res, err := resource(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	ns, err := scope(r, res, false)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	sel := labels.Everything()
+	if q := r.URL.Query().Get("labelSelector"); q != "" {
+		if sel, err = labels.Parse(q); err != nil {
+			s.fail(w, apierrors.NewBadRequest(fmt.Sprintf("labelSelector: %v", err)))
+			return
+		}
+	}
+	v, err := s.view(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := api.List{Items: []json.RawMessage{}}
+	out.APIVersion, out.Kind = "v1", "List"
+	out.ResourceVersion = strconv.FormatUint(v.Index(), 10)
+	for _, o := range v.List(raftstore.Kind(res.Name), ns) {
+		if !sel.Matches(labels.Set(o.GetLabels())) {
+			continue
+		}
+		data, err := json.Marshal(o)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		out.Items = append(out.Items, data)
+	}
+	writeJSON(w, http.StatusOK, v.Index(), out)
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	res, err := resource(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	ns, err := scope(r, res, true)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	v, err := s.view(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	o, ok := v.Get(raftstore.Kind(res.Name), ns, name)
+	if !ok {
+		s.fail(w, apierrors.NewNotFound(groupResource(res), name))
+		return
+	}
+	writeJSON(w, http.StatusOK, v.Index(), o)
+}

@@ -1,0 +1,301 @@
+// Package httpapi serves Stead's HTTP/JSON API on every server: reads from
+// the local replicated state (with blocking queries), writes committed
+// through Raft on the leader, and writes sent to a follower forwarded to the
+// leader.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/raftstore"
+)
+
+// Headers the API reads besides api.HeaderIndex.
+const (
+	// headerRequestID lets a client retry a write without applying it twice.
+	headerRequestID = "X-Stead-Request-ID"
+	// headerForwarded marks a request a follower forwarded to the leader, so
+	// that it is never forwarded again.
+	headerForwarded = "X-Stead-Forwarded"
+)
+
+// maxWait caps how long a blocking query may wait.
+const maxWait = 5 * time.Minute
+
+// Config configures a Server.
+type Config struct {
+	// ID is this server's Raft ID.
+	ID string
+	// Version is reported by /v1/status.
+	Version string
+	// Store is the replicated state.
+	Store *raftstore.Store
+	// Logger receives request errors.
+	Logger hclog.Logger
+	// Now stamps creation and deletion times; time.Now when nil.
+	Now func() time.Time
+	// ForwardClient sends writes to the leader; a client with a 30 s
+	// timeout when nil.
+	ForwardClient *http.Client
+}
+
+// Server is the HTTP API of one Stead server. It is an http.Handler, safe
+// for concurrent use.
+type Server struct {
+	cfg Config
+	log hclog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API handler for one server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ForwardClient == nil {
+		cfg.ForwardClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("http"), mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /v1/health", s.health)
+	m.HandleFunc("GET /v1/ready", s.ready)
+	m.HandleFunc("GET /v1/status", s.status)
+	m.HandleFunc("POST /v1/apply", s.write(s.apply))
+	m.HandleFunc("POST /v1/join", s.write(s.join))
+
+	// Collections across every namespace, and cluster-scoped objects.
+	m.HandleFunc("GET /v1/{res}", s.list)
+	m.HandleFunc("GET /v1/{res}/{name}", s.get)
+	m.HandleFunc("PUT /v1/{res}/{name}", s.write(s.put))
+	m.HandleFunc("DELETE /v1/{res}/{name}", s.write(s.delete))
+
+	// Namespaced objects.
+	m.HandleFunc("GET /v1/namespaces/{ns}/{res}", s.list)
+	m.HandleFunc("GET /v1/namespaces/{ns}/{res}/{name}", s.get)
+	m.HandleFunc("PUT /v1/namespaces/{ns}/{res}/{name}", s.write(s.put))
+	m.HandleFunc("DELETE /v1/namespaces/{ns}/{res}/{name}", s.write(s.delete))
+	m.HandleFunc("GET /v1/namespaces/{ns}/{res}/{name}/{sub}", s.getSub)
+	m.HandleFunc("PUT /v1/namespaces/{ns}/{res}/{name}/{sub}", s.write(s.putSub))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, 0, map[string]string{"status": "ok"})
+}
+
+// ready answers 200 once a leader is known, so a load balancer sends
+// traffic only to servers that can take it.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if id, _ := s.cfg.Store.LeaderID(); id == "" {
+		s.fail(w, apierrors.NewServiceUnavailable("no leader elected yet"))
+		return
+	}
+	writeJSON(w, http.StatusOK, 0, map[string]string{"status": "ready"})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	v := s.cfg.Store.View()
+	leaderID, _ := s.cfg.Store.LeaderID()
+	st := api.ClusterStatus{ServerID: s.cfg.ID, Leader: leaderID, Index: v.Index(), Version: s.cfg.Version}
+	if srv, ok := serverInfo(v, leaderID); ok {
+		st.LeaderAddr = srv.Spec.HTTPAddr
+	}
+	members, err := s.cfg.Store.Members()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	for _, m := range members {
+		ss := api.ServerStatus{ID: m.ID, RaftAddr: m.Addr, Voter: m.Voter, Leader: m.ID == leaderID}
+		if srv, ok := serverInfo(v, m.ID); ok {
+			ss.HTTPAddr = srv.Spec.HTTPAddr
+		}
+		st.Servers = append(st.Servers, ss)
+	}
+	writeJSON(w, http.StatusOK, v.Index(), st)
+}
+
+func serverInfo(v *raftstore.View, id string) (*api.Server, bool) {
+	if id == "" {
+		return nil, false
+	}
+	o, ok := v.Get(raftstore.Servers, "", id)
+	if !ok {
+		return nil, false
+	}
+	srv, ok := o.(*api.Server)
+	return srv, ok
+}
+
+// writeHandler handles a write on the leader and returns the state index
+// the write committed at.
+type writeHandler func(w http.ResponseWriter, r *http.Request, body []byte) error
+
+// write wraps a write handler: it reads the body under the size limit and
+// either runs the handler on the leader or forwards the request to it.
+func (s *Server) write(h writeHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				s.fail(w, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("request body is larger than %d bytes; split the manifest into several files", api.MaxBodyBytes)))
+				return
+			}
+			s.fail(w, apierrors.NewBadRequest(fmt.Sprintf("read request body: %v", err)))
+			return
+		}
+		if !s.cfg.Store.IsLeader() {
+			s.forward(w, r, body)
+			return
+		}
+		if err := h(w, r, body); err != nil {
+			s.fail(w, err)
+		}
+	}
+}
+
+// forward sends a write to the leader and copies its answer back.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.Header.Get(headerForwarded) != "" {
+		s.fail(w, apierrors.NewServiceUnavailable("leadership changed while the request was forwarded; retry"))
+		return
+	}
+	leaderID, _ := s.cfg.Store.LeaderID()
+	srv, ok := serverInfo(s.cfg.Store.View(), leaderID)
+	if !ok {
+		s.fail(w, apierrors.NewServiceUnavailable("no leader elected yet; retry in a few seconds"))
+		return
+	}
+	u := "http://" + srv.Spec.HTTPAddr + r.URL.RequestURI()
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u, bytes.NewReader(body))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	req.Header = r.Header.Clone()
+	req.Header.Set(headerForwarded, s.cfg.ID)
+	if req.Header.Get(headerRequestID) == "" {
+		req.Header.Set(headerRequestID, newRequestID())
+	}
+	resp, err := s.cfg.ForwardClient.Do(req)
+	if err != nil {
+		s.fail(w, apierrors.NewServiceUnavailable(fmt.Sprintf("forward to leader %s at %s: %v", leaderID, srv.Spec.HTTPAddr, err)))
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+// commit applies a transaction on the leader. The request ID comes from the
+// client when it sent one, so that a retry of a write whose outcome it could
+// not learn is applied once. attempt numbers the server's own retries after
+// a conflict: each is a new transaction and needs an ID of its own.
+func (s *Server) commit(r *http.Request, ops []raftstore.Op, attempt int) (uint64, error) {
+	id := r.Header.Get(headerRequestID)
+	if id == "" {
+		id = newRequestID()
+	}
+	return s.commitID(r.Context(), id+"/"+strconv.Itoa(attempt), ops)
+}
+
+func (s *Server) commitID(ctx context.Context, id string, ops []raftstore.Op) (uint64, error) {
+	idx, err := s.cfg.Store.Apply(ctx, raftstore.Txn{RequestID: id, Ops: ops})
+	if err != nil {
+		return 0, err
+	}
+	return idx, nil
+}
+
+// newRequestID returns a random ID for a write.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// fail writes err as a Kubernetes Status object with the matching HTTP code.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	st := toStatus(err)
+	if st.Code >= 500 {
+		s.log.Warn("request failed", "error", err)
+	}
+	writeJSON(w, int(st.Code), 0, st)
+}
+
+// toStatus maps an error to the Status the client sees.
+func toStatus(err error) metav1.Status {
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		return se.Status()
+	}
+	var txnErr *raftstore.TxnError
+	if errors.As(err, &txnErr) {
+		gr := schema.GroupResource{Resource: string(txnErr.Kind)}
+		switch {
+		case errors.Is(err, raftstore.ErrNotFound):
+			return apierrors.NewNotFound(gr, txnErr.Name).Status()
+		case errors.Is(err, raftstore.ErrAlreadyExists):
+			return apierrors.NewAlreadyExists(gr, txnErr.Name).Status()
+		case errors.Is(err, raftstore.ErrConflict):
+			return apierrors.NewConflict(gr, txnErr.Name, errors.New("the object has been modified; please apply your changes to the latest version and try again")).Status()
+		}
+	}
+	var notLeader *raftstore.NotLeaderError
+	if errors.As(err, &notLeader) {
+		return apierrors.NewServiceUnavailable("no leader elected yet; retry in a few seconds").Status()
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return apierrors.NewTimeoutError("the write did not commit in time; its outcome is unknown, retry with the same request ID", 1).Status()
+	}
+	return apierrors.NewInternalError(err).Status()
+}
+
+func writeJSON(w http.ResponseWriter, code int, index uint64, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		data = []byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"encode answer","code":500}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if index > 0 {
+		w.Header().Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+	}
+	w.WriteHeader(code)
+	w.Write(data)
+	w.Write([]byte("\n"))
+}

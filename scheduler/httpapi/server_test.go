@@ -1,0 +1,535 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/raftstore"
+)
+
+const webYAML = `apiVersion: v1
+kind: Service
+metadata:
+  name: nginx
+  labels:
+    app: nginx
+spec:
+  ports:
+  - port: 80
+    name: web
+  clusterIP: None
+  selector:
+    app: nginx
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels:
+      app: nginx
+  serviceName: "nginx"
+  replicas: 3
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: registry.k8s.io/nginx-slim:0.24
+        ports:
+        - containerPort: 80
+          name: web
+        volumeMounts:
+        - name: www
+          mountPath: /usr/share/nginx/html
+  volumeClaimTemplates:
+  - metadata:
+      name: www
+    spec:
+      accessModes: [ "ReadWriteOnce" ]
+      resources:
+        requests:
+          storage: 1Gi
+`
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testServer is one Stead server: a single-voter Raft store on disk behind
+// the HTTP API on a real listener.
+type testServer struct {
+	store  *raftstore.Store
+	api    *Server
+	http   *httptest.Server
+	client *api.Client
+}
+
+func startServer(t *testing.T, id string, bootstrap bool) *testServer {
+	t.Helper()
+	log := hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{t}})
+	raftAddr := freeAddr(t)
+	store, err := raftstore.Open(raftstore.Config{
+		ID: id, DataDir: t.TempDir(), BindAddr: raftAddr, AdvertiseAddr: raftAddr, Bootstrap: bootstrap, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{store: store}
+	ts.api = New(Config{ID: id, Version: "test", Store: store, Logger: log})
+	ts.http = httptest.NewServer(ts.api)
+	ts.client, err = api.NewClient(ts.http.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ts.http.Close()
+		store.Close()
+	})
+	if bootstrap {
+		waitFor(t, "leader elected", store.IsLeader)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ts.api.Register(ctx, id, raftAddr, ts.http.Listener.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ts
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// waitFor polls cond until it holds or 20 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func res(t *testing.T, name string) api.Resource {
+	t.Helper()
+	r, err := api.LookupResource(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func actions(r *api.ApplyResult) string {
+	var parts []string
+	for _, it := range r.Items {
+		parts = append(parts, fmt.Sprintf("%s/%s/%s=%s", it.Resource, it.Namespace, it.Name, it.Action))
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestApplyCreatesThenUnchangedThenConfigured(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+
+	got, err := ts.client.Apply(ctx, []byte(webYAML), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "services/default/nginx=created statefulsets/default/web=created"; actions(got) != want {
+		t.Fatalf("first apply: %s, want %s", actions(got), want)
+	}
+	var set appsv1.StatefulSet
+	if _, err := ts.client.Get(ctx, res(t, "sts"), "default", "web", &set); err != nil {
+		t.Fatal(err)
+	}
+	if set.Generation != 1 || set.UID == "" || set.CreationTimestamp.IsZero() || set.Kind != "StatefulSet" || set.APIVersion != "apps/v1" {
+		t.Fatalf("stored set: generation %d uid %q created %v type %s/%s", set.Generation, set.UID, set.CreationTimestamp, set.APIVersion, set.Kind)
+	}
+	if set.Spec.PodManagementPolicy != appsv1.OrderedReadyPodManagement || *set.Spec.RevisionHistoryLimit != 10 {
+		t.Fatalf("defaults not applied: %+v", set.Spec)
+	}
+	var ns corev1.Namespace
+	if _, err := ts.client.Get(ctx, res(t, "ns"), "", "default", &ns); err != nil {
+		t.Fatalf("namespace not created on first use: %v", err)
+	}
+
+	before := ts.store.View().Index()
+	got, err = ts.client.Apply(ctx, []byte(webYAML), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "services/default/nginx=unchanged statefulsets/default/web=unchanged"; actions(got) != want {
+		t.Fatalf("second apply: %s, want %s", actions(got), want)
+	}
+	if after := ts.store.View().Index(); after != before {
+		t.Fatalf("unchanged apply moved the index from %d to %d", before, after)
+	}
+
+	changed := strings.Replace(webYAML, "replicas: 3", "replicas: 5", 1)
+	got, err = ts.client.Apply(ctx, []byte(changed), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "services/default/nginx=unchanged statefulsets/default/web=configured"; actions(got) != want {
+		t.Fatalf("third apply: %s, want %s", actions(got), want)
+	}
+	var set2 appsv1.StatefulSet
+	if _, err := ts.client.Get(ctx, res(t, "sts"), "default", "web", &set2); err != nil {
+		t.Fatal(err)
+	}
+	if set2.Generation != 2 || *set2.Spec.Replicas != 5 || set2.UID != set.UID || !set2.CreationTimestamp.Equal(&set.CreationTimestamp) {
+		t.Fatalf("after change: generation %d replicas %d uid %s", set2.Generation, *set2.Spec.Replicas, set2.UID)
+	}
+}
+
+func TestApplyInvalidChangesNothing(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		manifest string
+		code     int32
+		contains string
+	}{
+		{"selector mismatch in a second document", strings.Replace(webYAML, "      labels:\n        app: nginx\n    spec:", "      labels:\n        app: other\n    spec:", 1) + "", 422, "spec.template.metadata.labels"},
+		{"immutable serviceName", strings.Replace(webYAML, `serviceName: "nginx"`, `serviceName: "other"`, 1), 422, "Forbidden: updates to statefulset spec for fields other than"},
+		{"unknown field", strings.Replace(webYAML, "serviceName:", "serviceNam:", 1), 0, "serviceNam"},
+		{"unknown kind", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n", 0, "Deployment"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := ts.store.View()
+			_, err := ts.client.Apply(ctx, []byte(tt.manifest), "")
+			var se *apierrors.StatusError
+			if !errors.As(err, &se) {
+				t.Fatalf("apply: %v, want a status error", err)
+			}
+			if tt.code != 0 && se.ErrStatus.Code != tt.code {
+				t.Errorf("code %d, want %d (%s)", se.ErrStatus.Code, tt.code, se.ErrStatus.Message)
+			}
+			if se.ErrStatus.Code < 400 || se.ErrStatus.Code >= 500 {
+				t.Errorf("code %d is not a client error", se.ErrStatus.Code)
+			}
+			if !strings.Contains(se.ErrStatus.Message, tt.contains) {
+				t.Errorf("message %q does not name %q", se.ErrStatus.Message, tt.contains)
+			}
+			after := ts.store.View()
+			if after.Index() != before.Index() || after.Hash() != before.Hash() {
+				t.Errorf("state changed: index %d -> %d", before.Index(), after.Index())
+			}
+		})
+	}
+}
+
+func TestGetListAndSelectors(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.client.Apply(ctx, []byte(strings.ReplaceAll(webYAML, "nginx", "db")), "other"); err != nil {
+		t.Fatal(err)
+	}
+	names := func(l *api.List) string {
+		var out []string
+		for _, raw := range l.Items {
+			var m metav1.PartialObjectMetadata
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m.Namespace+"/"+m.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	tests := []struct {
+		name, res, ns, selector, want string
+	}{
+		{"one namespace", "svc", "default", "", "default/nginx"},
+		{"all namespaces", "svc", "", "", "default/nginx,other/db"},
+		{"label selector", "svc", "", "app=db", "other/db"},
+		{"set-based selector", "svc", "", "app in (nginx,x)", "default/nginx"},
+		{"no match", "sts", "default", "app=none", ""},
+		{"namespaces", "ns", "", "", "/default,/other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, idx, err := ts.client.List(ctx, res(t, tt.res), tt.ns, api.ListOptions{LabelSelector: tt.selector})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(l); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if l.Kind != "List" || l.APIVersion != "v1" || idx == 0 {
+				t.Errorf("list shape %s/%s index %d", l.APIVersion, l.Kind, idx)
+			}
+		})
+	}
+	var set appsv1.StatefulSet
+	_, err := ts.client.Get(ctx, res(t, "sts"), "default", "nope", &set)
+	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), `statefulsets.apps "nope" not found`) {
+		t.Errorf("get missing: %v", err)
+	}
+	if _, _, err := ts.client.List(ctx, api.Resource{Name: "deployments", Namespaced: true}, "default", api.ListOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("unknown resource: %v", err)
+	}
+}
+
+func TestBlockingQuery(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	_, idx, err := ts.client.List(ctx, res(t, "sts"), "", api.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("times out unchanged", func(t *testing.T) {
+		start := time.Now()
+		l, got, err := ts.client.List(ctx, res(t, "sts"), "", api.ListOptions{Index: idx, Wait: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != idx || len(l.Items) != 0 {
+			t.Errorf("index %d items %d, want %d and 0", got, len(l.Items), idx)
+		}
+		if waited := time.Since(start); waited < 300*time.Millisecond {
+			t.Errorf("returned after %v, before the wait ended", waited)
+		}
+	})
+
+	t.Run("wakes on a write", func(t *testing.T) {
+		type answer struct {
+			l   *api.List
+			idx uint64
+			err error
+		}
+		done := make(chan answer, 1)
+		go func() {
+			l, got, err := ts.client.List(ctx, res(t, "sts"), "", api.ListOptions{Index: idx, Wait: time.Minute})
+			done <- answer{l, got, err}
+		}()
+		select {
+		case a := <-done:
+			t.Fatalf("blocking query returned before any write: %+v", a)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-done:
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			if a.idx <= idx || len(a.l.Items) != 1 {
+				t.Errorf("woke with index %d (was %d) and %d sets", a.idx, idx, len(a.l.Items))
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("blocking query did not wake on a write")
+		}
+	})
+}
+
+func TestScaleAndStatusSubresources(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); err != nil {
+		t.Fatal(err)
+	}
+	sts := res(t, "sts")
+	var sc autoscalingv1.Scale
+	if _, err := ts.client.Do(ctx, http.MethodGet, api.Path(sts, "default", "web", "scale"), nil, nil, &sc); err != nil {
+		t.Fatal(err)
+	}
+	if sc.Spec.Replicas != 3 || sc.Status.Selector != "app=nginx" || sc.Kind != "Scale" {
+		t.Fatalf("scale: %+v", sc)
+	}
+	body, _ := json.Marshal(autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 1}})
+	if _, err := ts.client.Do(ctx, http.MethodPut, api.Path(sts, "default", "web", "scale"), nil, body, &sc); err != nil {
+		t.Fatal(err)
+	}
+	var set appsv1.StatefulSet
+	ts.client.Get(ctx, sts, "default", "web", &set)
+	if *set.Spec.Replicas != 1 || set.Generation != 2 {
+		t.Fatalf("after scale: replicas %d generation %d", *set.Spec.Replicas, set.Generation)
+	}
+	body, _ = json.Marshal(autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: -1}})
+	if _, err := ts.client.Do(ctx, http.MethodPut, api.Path(sts, "default", "web", "scale"), nil, body, nil); !apierrors.IsBadRequest(err) {
+		t.Fatalf("negative scale: %v", err)
+	}
+
+	// SEMANTICS A.9: conditions written through the status subresource are visible.
+	set.Status.Conditions = []appsv1.StatefulSetCondition{{Type: "Tested", Status: corev1.ConditionTrue, Reason: "E2E"}}
+	body, _ = json.Marshal(set)
+	if _, err := ts.client.Do(ctx, http.MethodPut, api.Path(sts, "default", "web", "status"), nil, body, nil); err != nil {
+		t.Fatal(err)
+	}
+	var again appsv1.StatefulSet
+	ts.client.Get(ctx, sts, "default", "web", &again)
+	if len(again.Status.Conditions) != 1 || again.Status.Conditions[0].Reason != "E2E" || *again.Spec.Replicas != 1 {
+		t.Fatalf("status after write: %+v", again.Status)
+	}
+}
+
+// putPod stores a pod as the controller would create it.
+func putPod(t *testing.T, ts *testServer, set *appsv1.StatefulSet, name, node string) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: set.Namespace, Labels: map[string]string{"app": "nginx"},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(set, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "nginx", Image: "x"}}},
+	}
+	op, err := putOp(raftstore.Pods, pod, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.store.Apply(context.Background(), raftstore.Txn{RequestID: newRequestID(), Ops: []raftstore.Op{op}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeleteCascadeAndOrphan(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	sts, pods := res(t, "sts"), res(t, "pods")
+	setup := func() *appsv1.StatefulSet {
+		if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); err != nil {
+			t.Fatal(err)
+		}
+		var set appsv1.StatefulSet
+		ts.client.Get(ctx, sts, "default", "web", &set)
+		return &set
+	}
+
+	set := setup()
+	putPod(t, ts, set, "web-0", "node-a") // running on a node: becomes Terminating
+	putPod(t, ts, set, "web-1", "")       // never placed: goes at once
+	if _, err := ts.client.Delete(ctx, sts, "default", "web", api.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v := ts.store.View()
+	if _, ok := v.Get(raftstore.StatefulSets, "default", "web"); ok {
+		t.Error("set still stored after delete")
+	}
+	if _, ok := v.Get(raftstore.Pods, "default", "web-1"); ok {
+		t.Error("unplaced pod web-1 not removed")
+	}
+	p0, ok := raftstore.GetOf[*corev1.Pod](v, raftstore.Pods, "default", "web-0")
+	if !ok || p0.DeletionTimestamp == nil || *p0.DeletionGracePeriodSeconds != 30 {
+		t.Fatalf("web-0 not Terminating with 30 s grace: %+v", p0)
+	}
+	// A forced delete frees the ordinal at once.
+	zero := int64(0)
+	if _, err := ts.client.Delete(ctx, pods, "default", "web-0", api.DeleteOptions{GracePeriodSeconds: &zero, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ts.store.View().Get(raftstore.Pods, "default", "web-0"); ok {
+		t.Error("force-deleted pod still stored")
+	}
+
+	set = setup()
+	putPod(t, ts, set, "web-0", "node-a")
+	if _, err := ts.client.Delete(ctx, sts, "default", "web", api.DeleteOptions{Cascade: "orphan"}); err != nil {
+		t.Fatal(err)
+	}
+	p0, ok = raftstore.GetOf[*corev1.Pod](ts.store.View(), raftstore.Pods, "default", "web-0")
+	if !ok || p0.DeletionTimestamp != nil || len(p0.OwnerReferences) != 0 {
+		t.Fatalf("orphaned web-0: %+v", p0)
+	}
+	if _, err := ts.client.Delete(ctx, sts, "default", "web", api.DeleteOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("delete of a deleted set: %v", err)
+	}
+}
+
+func TestOversizedBody(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	big := bytes.Repeat([]byte("# padding\n"), api.MaxBodyBytes/10+10)
+	_, err := ts.client.Apply(context.Background(), big, "")
+	var se *apierrors.StatusError
+	if !errors.As(err, &se) || se.ErrStatus.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized apply: %v, want 413", err)
+	}
+}
+
+// TestFollowerForwardsWrites runs three servers, each with its own Raft
+// store on disk and its API on a real listener, and writes through a
+// follower.
+func TestFollowerForwardsWrites(t *testing.T) {
+	s1 := startServer(t, "s1", true)
+	s2 := startServer(t, "s2", false)
+	s3 := startServer(t, "s3", false)
+	ctx := context.Background()
+	for _, s := range []*testServer{s2, s3} {
+		body, _ := json.Marshal(JoinRequest{ID: s.api.cfg.ID, RaftAddr: string(s.store.Addr()), HTTPAddr: s.http.Listener.Addr().String()})
+		// Join through s3's or s2's own API: a follower forwards the join too.
+		if _, err := s.client.Do(ctx, http.MethodPost, "/v1/join", nil, body, nil); err == nil {
+			t.Fatalf("%s joined itself while not in a cluster", s.api.cfg.ID)
+		}
+		if _, err := s1.client.Do(ctx, http.MethodPost, "/v1/join", nil, body, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "followers know the leader", func() bool {
+		id2, _ := s2.store.LeaderID()
+		id3, _ := s3.store.LeaderID()
+		return id2 == "s1" && id3 == "s1"
+	})
+	got, err := s3.client.Apply(ctx, []byte(webYAML), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "services/default/nginx=created statefulsets/default/web=created"; actions(got) != want {
+		t.Fatalf("apply via follower: %s", actions(got))
+	}
+	waitFor(t, "the write reaches every server", func() bool {
+		for _, s := range []*testServer{s1, s2, s3} {
+			if _, ok := s.store.View().Get(raftstore.StatefulSets, "default", "web"); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	st, err := s2.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leader != "s1" || len(st.Servers) != 3 || st.LeaderAddr != s1.http.Listener.Addr().String() {
+		t.Fatalf("status from s2: %+v", st)
+	}
+}
