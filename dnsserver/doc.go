@@ -22,5 +22,25 @@
 // and, for Services with a cluster IP, the Service name's A/AAAA, SRV per
 // named port and PTR. Every name is also served in the short form that
 // leaves out ".svc.<domain>" (web-0.nginx.default), which is how Stead's
-// pods usually spell it.
+// pods usually spell it. A namespace named like a top-level domain therefore
+// shadows that domain's two- and three-label names for pods; namespaces
+// should not be named "com" or "io".
+//
+// The serving policy (RELIABILITY.md, DNS hardening):
+//
+//   - Only a QUERY with exactly one question is answered. Responses and
+//     messages shorter than a header are dropped; other opcodes get a bare
+//     NOTIMP header, other question counts and unparseable messages a bare
+//     FORMERR header, as miekg/dns's default accept function does. None of
+//     these replies is larger than the message that caused it.
+//   - Cluster names are answered authoritatively (AA) to anyone who can
+//     reach the server, never with RA. ANY gets one HINFO record (RFC 8482);
+//     zone transfers and classes other than IN are REFUSED.
+//   - Other names are forwarded to the upstream resolvers only for loopback
+//     and pod sources, and those replies carry RA; any other source gets
+//     REFUSED, so the server is not an open resolver.
+//   - UDP replies are cut to the client's EDNS size, at most 1232 bytes (512
+//     without EDNS), with TC set; the full answer is available over TCP.
+//   - TCP connections are capped, and bounded in time by the read, idle and
+//     write timeouts and a number of queries each.
 package dnsserver
