@@ -54,6 +54,12 @@ type Op struct {
 	IfVersion uint64 `json:"ifVersion,omitempty"`
 	// IfAbsent requires that the object does not exist (OpPut only).
 	IfAbsent bool `json:"ifAbsent,omitempty"`
+	// StampGeneration makes the FSM set the object's fencing generation
+	// (annotation api.AnnotationGeneration) to the log index of this
+	// command (OpPut only). Assigning a pod to a node sets it, so every
+	// assignment of an ordinal carries a generation higher than all
+	// earlier ones, known only once it commits.
+	StampGeneration bool `json:"stampGeneration,omitempty"`
 }
 
 // PutOp returns an unconditional OpPut of obj, keyed by obj's namespace
@@ -113,7 +119,7 @@ func checkOp(op Op) *TxnError {
 	switch op.Type {
 	case OpPut:
 	case OpEnsure:
-		if op.IfVersion != 0 || op.IfAbsent {
+		if op.IfVersion != 0 || op.IfAbsent || op.StampGeneration {
 			return txnErr(CodeInvalid, op, "ensure takes no precondition")
 		}
 	case OpDelete:
@@ -122,6 +128,9 @@ func checkOp(op Op) *TxnError {
 		}
 		if len(op.Object) != 0 {
 			return txnErr(CodeInvalid, op, "delete carries no object")
+		}
+		if op.StampGeneration {
+			return txnErr(CodeInvalid, op, "delete stamps no generation")
 		}
 	default:
 		return txnErr(CodeInvalid, op, "unknown op type %q", op.Type)

@@ -11,6 +11,8 @@ import (
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	"github.com/hashicorp/raft"
+
+	"github.com/stead-io/stead/api"
 )
 
 // DefaultDedupLimit is how many request IDs the FSM remembers. It must
@@ -223,6 +225,14 @@ func applyOps(objects *iradix.Tree[Object], index uint64, ops []Op) (*iradix.Tre
 		}
 		setTypeMeta(op.Kind, obj)
 		obj.SetResourceVersion(version)
+		if op.StampGeneration {
+			ann := obj.GetAnnotations()
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[api.AnnotationGeneration] = version
+			obj.SetAnnotations(ann)
+		}
 		txn.Insert(key, obj)
 	}
 	return txn.CommitOnly(), nil

@@ -3,6 +3,7 @@ package raftstore_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
 )
 
@@ -348,5 +350,33 @@ func TestFSMIgnoresNonCommands(t *testing.T) {
 	}
 	if f.View().Index() != 0 {
 		t.Errorf("index %d, want 0", f.View().Index())
+	}
+}
+
+func TestFSMStampsGeneration(t *testing.T) {
+	l := newFSMLog(t)
+	pod := &corev1.Pod{}
+	pod.Namespace, pod.Name = "default", "web-0"
+	pod.Annotations = map[string]string{"keep": "me", api.AnnotationGeneration: "1"}
+	plain := put(t, pod)
+	stamped := put(t, pod)
+	stamped.StampGeneration = true
+	for i, op := range []raftstore.Op{plain, stamped, plain, stamped} {
+		if res := l.apply(raftstore.Txn{RequestID: fmt.Sprint("r", i), Ops: []raftstore.Op{op}}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		got, _ := raftstore.GetOf[*corev1.Pod](l.fsm.View(), raftstore.Pods, "default", "web-0")
+		want := "1" // as sent
+		if op.StampGeneration {
+			want = fmt.Sprint(i + 1) // the log index
+		}
+		if got.Annotations[api.AnnotationGeneration] != want || got.Annotations["keep"] != "me" {
+			t.Errorf("entry %d: annotations %v, want generation %s", i+1, got.Annotations, want)
+		}
+	}
+	del := raftstore.DeleteOp(raftstore.Pods, "default", "web-0")
+	del.StampGeneration = true
+	if err := raftstore.ValidateTxn(raftstore.Txn{RequestID: "d", Ops: []raftstore.Op{del}}); !errors.Is(err, raftstore.ErrInvalid) {
+		t.Errorf("delete with a generation stamp: %v, want ErrInvalid", err)
 	}
 }
