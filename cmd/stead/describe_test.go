@@ -57,9 +57,9 @@ func lackLines(t *testing.T, desc string, subs ...string) {
 	}
 }
 
-func event(kind, name, reason, message string, last time.Duration, count int32) corev1.Event {
+func newEvent(kind, name, reason, message string, last time.Duration, count int32) corev1.Event {
 	return corev1.Event{
-		ObjectMeta:     meta(name+"."+reason, last),
+		ObjectMeta:     objectMeta(name+"."+reason, last),
 		InvolvedObject: corev1.ObjectReference{Kind: kind, Name: name, Namespace: "default"},
 		Type:           corev1.EventTypeNormal, Reason: reason, Message: message,
 		Source:         corev1.EventSource{Component: "statefulset-controller"},
@@ -69,7 +69,7 @@ func event(kind, name, reason, message string, last time.Duration, count int32) 
 
 // webSet is the StatefulSet of Kubernetes' documentation, with a partition.
 func webSet() *appsv1.StatefulSet {
-	s := set("web", 1, 3, 5*time.Minute, corev1.Container{
+	s := newSet("web", 1, 3, 5*time.Minute, corev1.Container{
 		Name: "nginx", Image: "nginx:1.27",
 		Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: 80}},
 		Env: []corev1.EnvVar{
@@ -85,12 +85,12 @@ func webSet() *appsv1.StatefulSet {
 	s.Spec.ServiceName = "nginx"
 	s.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{
 		Type:          appsv1.RollingUpdateStatefulSetStrategyType,
-		RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr(int32(1))},
+		RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: pointerTo(int32(1))},
 	}
 	s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{
 		ObjectMeta: metav1.ObjectMeta{Name: "www"},
 		Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: ptr("local"),
+			StorageClassName: pointerTo("local"),
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		},
@@ -99,11 +99,11 @@ func webSet() *appsv1.StatefulSet {
 }
 
 // setPod returns pod ordinal ord of webSet in the given phase.
-func setPod(ord int, phase corev1.PodPhase) *corev1.Pod {
+func webPod(ord int, phase corev1.PodPhase) *corev1.Pod {
 	p := runningPod(api.ReplicaName("web", ord), 5*time.Minute)
 	p.UID = types.UID("pod-uid-" + p.Name)
 	p.Labels = map[string]string{"app": "web"}
-	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", UID: "set-uid", Controller: ptr(true)}}
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", UID: "set-uid", Controller: pointerTo(true)}}
 	p.Spec.Volumes = []corev1.Volume{{Name: "www", VolumeSource: corev1.VolumeSource{
 		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: api.VolumeName("www", "web", ord)},
 	}}}
@@ -115,11 +115,11 @@ func TestDescribeStatefulSet(t *testing.T) {
 	s := webSet()
 	stranger := runningPod("web-9", time.Minute) // matches the selector, has no owner
 	stranger.Labels = map[string]string{"app": "web"}
-	pods := controlledPods(s, []corev1.Pod{*setPod(0, corev1.PodRunning), *setPod(1, corev1.PodPending), *setPod(2, corev1.PodFailed), *stranger})
+	pods := controlledPods(s, []corev1.Pod{*webPod(0, corev1.PodRunning), *webPod(1, corev1.PodPending), *webPod(2, corev1.PodFailed), *stranger})
 	events := eventsFor([]corev1.Event{
-		event("StatefulSet", "web", "SuccessfulCreate", "create Pod web-0 in StatefulSet web successful", time.Minute, 1),
-		event("Pod", "web", "Scheduled", "about a pod that shares the set's name", time.Minute, 1),
-		event("StatefulSet", "web", "RecreatingFailedPod", "StatefulSet default/web is recreating failed Pod web-2", 10*time.Second, 3),
+		newEvent("StatefulSet", "web", "SuccessfulCreate", "create Pod web-0 in StatefulSet web successful", time.Minute, 1),
+		newEvent("Pod", "web", "Scheduled", "about a pod that shares the set's name", time.Minute, 1),
+		newEvent("StatefulSet", "web", "RecreatingFailedPod", "StatefulSet default/web is recreating failed Pod web-2", 10*time.Second, 3),
 	}, "StatefulSet", s)
 
 	desc := describeStatefulSet(s, pods, events, testNow)
@@ -177,7 +177,7 @@ func TestDescribeStatefulSetWithoutEvents(t *testing.T) {
 }
 
 func TestDescribePod(t *testing.T) {
-	p := setPod(1, corev1.PodRunning)
+	p := webPod(1, corev1.PodRunning)
 	p.Spec.NodeName = "node-1"
 	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "web", ContainerPort: 80}}
 	p.Spec.Containers[0].Env = []corev1.EnvVar{
@@ -192,7 +192,7 @@ func TestDescribePod(t *testing.T) {
 	p.Status.HostIP = "192.168.1.10"
 	p.Status.PodIP = "10.88.0.6"
 	p.Status.PodIPs = []corev1.PodIP{{IP: "10.88.0.6"}}
-	p.Status.StartTime = ptr(ago(5 * time.Minute))
+	p.Status.StartTime = pointerTo(ago(5 * time.Minute))
 	p.Status.Conditions = []corev1.PodCondition{
 		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
 		{Type: corev1.PodReady, Status: corev1.ConditionTrue},
@@ -254,8 +254,8 @@ func TestDescribePod(t *testing.T) {
 
 	t.Run("terminating", func(t *testing.T) {
 		q := p.DeepCopy()
-		q.DeletionTimestamp = ptr(ago(5 * time.Second))
-		q.DeletionGracePeriodSeconds = ptr(int64(30))
+		q.DeletionTimestamp = pointerTo(ago(5 * time.Second))
+		q.DeletionGracePeriodSeconds = pointerTo(int64(30))
 		desc := describePod(q, nil, testNow)
 		wantLines(t, desc, "Status: Terminating (lasts 5s)", "Termination Grace Period: 30s")
 		lackLines(t, desc, "Status: Running", "Events:")
@@ -263,7 +263,7 @@ func TestDescribePod(t *testing.T) {
 
 	t.Run("unscheduled", func(t *testing.T) {
 		q := &corev1.Pod{
-			ObjectMeta: meta("web-2", time.Second),
+			ObjectMeta: objectMeta("web-2", time.Second),
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx:1.27"}}},
 			Status:     corev1.PodStatus{Phase: corev1.PodPending},
 		}
@@ -277,9 +277,9 @@ func TestDescribeClaim(t *testing.T) {
 	c := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: "www-web-1", Namespace: "default", CreationTimestamp: ago(5 * time.Minute), Labels: map[string]string{"app": "web"}},
 		Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: ptr("local"),
+			StorageClassName: pointerTo("local"),
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			VolumeMode:       ptr(corev1.PersistentVolumeFilesystem),
+			VolumeMode:       pointerTo(corev1.PersistentVolumeFilesystem),
 		},
 		Status: corev1.PersistentVolumeClaimStatus{
 			Phase:       corev1.ClaimBound,
@@ -287,7 +287,7 @@ func TestDescribeClaim(t *testing.T) {
 			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
 		},
 	}
-	pods := []corev1.Pod{*setPod(0, corev1.PodRunning), *setPod(1, corev1.PodRunning), *setPod(2, corev1.PodRunning)}
+	pods := []corev1.Pod{*webPod(0, corev1.PodRunning), *webPod(1, corev1.PodRunning), *webPod(2, corev1.PodRunning)}
 	users := claimUsers(c, pods)
 	var names []string
 	for _, p := range users {
@@ -328,7 +328,7 @@ func TestDescribeClaim(t *testing.T) {
 
 func TestDescribeService(t *testing.T) {
 	svc := &corev1.Service{
-		ObjectMeta: meta("nginx", 5*time.Minute),
+		ObjectMeta: objectMeta("nginx", 5*time.Minute),
 		Spec: corev1.ServiceSpec{
 			ClusterIP: corev1.ClusterIPNone, ClusterIPs: []string{corev1.ClusterIPNone},
 			Selector: map[string]string{"app": "web"},
@@ -336,7 +336,7 @@ func TestDescribeService(t *testing.T) {
 		},
 	}
 	pod := func(ord int, ip string, ready bool) corev1.Pod {
-		p := setPod(ord, corev1.PodRunning)
+		p := webPod(ord, corev1.PodRunning)
 		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
 		p.Status.PodIP = ip
 		if !ready {
@@ -385,11 +385,11 @@ func TestDescribeNode(t *testing.T) {
 			NodeInfo:   corev1.NodeSystemInfo{KubeletVersion: "stead-0.1.0", ContainerRuntimeVersion: "containerd://1.6.20"},
 		},
 	}
-	finished := setPod(2, corev1.PodSucceeded)
+	finished := webPod(2, corev1.PodSucceeded)
 	finished.Spec.NodeName = "node-1"
-	elsewhere := setPod(1, corev1.PodRunning)
+	elsewhere := webPod(1, corev1.PodRunning)
 	elsewhere.Spec.NodeName = "node-2"
-	here := setPod(0, corev1.PodRunning)
+	here := webPod(0, corev1.PodRunning)
 	here.Spec.NodeName = "node-1"
 	pods := nodePods(n, []corev1.Pod{*here, *elsewhere, *finished})
 
@@ -424,12 +424,12 @@ func TestDescribeNode(t *testing.T) {
 
 func TestEventsFor(t *testing.T) {
 	s := webSet()
-	old := event("StatefulSet", "web", "SuccessfulDelete", "about the set deleted before", time.Hour, 1)
+	old := newEvent("StatefulSet", "web", "SuccessfulDelete", "about the set deleted before", time.Hour, 1)
 	old.InvolvedObject.UID = "an-earlier-set"
 	evs := []corev1.Event{
-		event("StatefulSet", "web", "SuccessfulCreate", "about web", time.Minute, 1),
-		event("Pod", "web", "Scheduled", "about a pod named web", time.Minute, 1),
-		event("StatefulSet", "db", "SuccessfulCreate", "about db", time.Minute, 1),
+		newEvent("StatefulSet", "web", "SuccessfulCreate", "about web", time.Minute, 1),
+		newEvent("Pod", "web", "Scheduled", "about a pod named web", time.Minute, 1),
+		newEvent("StatefulSet", "db", "SuccessfulCreate", "about db", time.Minute, 1),
 		old,
 	}
 	got := eventsFor(evs, "StatefulSet", s)
@@ -439,12 +439,12 @@ func TestEventsFor(t *testing.T) {
 }
 
 func TestDescribeCommand(t *testing.T) {
-	objs := cluster()
+	objs := testCluster()
 	web := webSet()
 	objs["statefulsets"] = []metav1.Object{web}
-	objs["pods"] = []metav1.Object{setPod(0, corev1.PodRunning), setPod(1, corev1.PodPending), runningPod("db-0", time.Minute)}
-	sc := event("StatefulSet", "web", "SuccessfulCreate", "create Pod web-1 in StatefulSet web successful", time.Minute, 1)
-	pe := event("Pod", "web-0", "Started", "Started container nginx", 2*time.Minute, 1)
+	objs["pods"] = []metav1.Object{webPod(0, corev1.PodRunning), webPod(1, corev1.PodPending), runningPod("db-0", time.Minute)}
+	sc := newEvent("StatefulSet", "web", "SuccessfulCreate", "create Pod web-1 in StatefulSet web successful", time.Minute, 1)
+	pe := newEvent("Pod", "web-0", "Started", "Started container nginx", 2*time.Minute, 1)
 	objs["events"] = []metav1.Object{&sc, &pe}
 	objs["namespaces"] = []metav1.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}}}
 	srv := httptest.NewServer(&fakeAPI{t: t, index: 3, objs: objs})

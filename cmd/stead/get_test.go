@@ -79,8 +79,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // cluster returns the objects of a small cluster: set web with pods web-0
 // and web-1 and headless service nginx in default, and pod db-0 in tenant-a.
-func cluster() map[string][]metav1.Object {
-	web := set("web", 2, 2, 5*time.Minute, corev1.Container{Name: "nginx", Image: "nginx:1.27"})
+func testCluster() map[string][]metav1.Object {
+	web := newSet("web", 2, 2, 5*time.Minute, corev1.Container{Name: "nginx", Image: "nginx:1.27"})
 	web.Labels = map[string]string{"app": "web"}
 	pod := func(name, ns string) *corev1.Pod {
 		p := runningPod(name, 5*time.Minute)
@@ -92,7 +92,7 @@ func cluster() map[string][]metav1.Object {
 		"statefulsets": {web},
 		"pods":         {pod("web-0", "default"), pod("web-1", "default"), pod("db-0", "tenant-a")},
 		"services": {&corev1.Service{
-			ObjectMeta: meta("nginx", 5*time.Minute),
+			ObjectMeta: objectMeta("nginx", 5*time.Minute),
 			Spec:       corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Port: 80}}},
 		}},
 	}
@@ -195,7 +195,7 @@ func TestGet(t *testing.T) {
 			wantErr: `output format "xml"`,
 		},
 	}
-	srv := httptest.NewServer(&fakeAPI{t: t, index: 7, objs: cluster()})
+	srv := httptest.NewServer(&fakeAPI{t: t, index: 7, objs: testCluster()})
 	defer srv.Close()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,7 +227,7 @@ func TestGet(t *testing.T) {
 }
 
 func TestGetJSON(t *testing.T) {
-	srv := httptest.NewServer(&fakeAPI{t: t, index: 7, objs: cluster()})
+	srv := httptest.NewServer(&fakeAPI{t: t, index: 7, objs: testCluster()})
 	defer srv.Close()
 	c, err := api.NewClient(srv.URL)
 	if err != nil {

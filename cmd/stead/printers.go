@@ -131,6 +131,9 @@ type columns struct {
 	header []string
 	// wide are the extra columns of -o wide.
 	wide []string
+	// wideHeader, when set, replaces header and wide under -o wide, for
+	// kinds whose wide columns are not all at the end.
+	wideHeader []string
 	// nameCol is the index of the column that holds the object's name, or
 	// -1 when the table has none.
 	nameCol int
@@ -169,7 +172,10 @@ var tables = map[string]columns{
 		cells:  typed(revisionCells),
 	},
 	"Event": {
-		header:  []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"},
+		header: []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"},
+		wideHeader: []string{
+			"LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN", "COUNT", "NAME",
+		},
 		nameCol: -1,
 		cells:   typed(eventCells),
 	},
@@ -214,9 +220,13 @@ func tableHeader(res api.Resource, opts tableOptions) []string {
 	if opts.withNamespace && res.Namespaced {
 		h = append(h, "NAMESPACE")
 	}
-	h = append(h, c.header...)
-	if opts.wide {
-		h = append(h, c.wide...)
+	switch {
+	case opts.wide && c.wideHeader != nil:
+		h = append(h, c.wideHeader...)
+	case opts.wide:
+		h = append(append(h, c.header...), c.wide...)
+	default:
+		h = append(h, c.header...)
 	}
 	if opts.showLabels {
 		h = append(h, "LABELS")

@@ -21,7 +21,7 @@ var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // ago returns the time d before testNow.
 func ago(d time.Duration) metav1.Time { return metav1.NewTime(testNow.Add(-d)) }
 
-func ptr[T any](v T) *T { return &v }
+func pointerTo[T any](v T) *T { return &v }
 
 // mustResource looks a resource up by name.
 func mustResource(t *testing.T, name string) api.Resource {
@@ -98,7 +98,7 @@ func toObjects(t *testing.T, ms ...metav1.Object) []object {
 	return out
 }
 
-func meta(name string, created time.Duration) metav1.ObjectMeta {
+func objectMeta(name string, created time.Duration) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: "default", CreationTimestamp: ago(created)}
 }
 
@@ -108,7 +108,7 @@ func readyCondition(s corev1.ConditionStatus) []corev1.PodCondition {
 
 func runningPod(name string, created time.Duration) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: meta(name, created),
+		ObjectMeta: objectMeta(name, created),
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx:1.27"}}},
 		Status: corev1.PodStatus{
 			Phase:      corev1.PodRunning,
@@ -121,11 +121,11 @@ func runningPod(name string, created time.Duration) *corev1.Pod {
 	}
 }
 
-func set(name string, ready, replicas int32, created time.Duration, containers ...corev1.Container) *appsv1.StatefulSet {
+func newSet(name string, ready, replicas int32, created time.Duration, containers ...corev1.Container) *appsv1.StatefulSet {
 	return &appsv1.StatefulSet{
-		ObjectMeta: meta(name, created),
+		ObjectMeta: objectMeta(name, created),
 		Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr(replicas),
+			Replicas: pointerTo(replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: containers}},
 		},
@@ -137,7 +137,7 @@ func TestPodStatus(t *testing.T) {
 	container := corev1.Container{Name: "app", Image: "app:1"}
 	withStatuses := func(phase corev1.PodPhase, statuses ...corev1.ContainerStatus) *corev1.Pod {
 		p := &corev1.Pod{
-			ObjectMeta: meta("web-0", time.Minute),
+			ObjectMeta: objectMeta("web-0", time.Minute),
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{container}},
 			Status:     corev1.PodStatus{Phase: phase, ContainerStatuses: statuses},
 		}
@@ -212,7 +212,7 @@ func TestPodStatus(t *testing.T) {
 			name: "deletion in progress is Terminating",
 			pod: func() *corev1.Pod {
 				p := withStatuses(corev1.PodRunning, running)
-				p.DeletionTimestamp = ptr(ago(5 * time.Second))
+				p.DeletionTimestamp = pointerTo(ago(5 * time.Second))
 				return p
 			}(),
 			ready: "1/1", status: "Terminating", restarts: "0",
@@ -221,7 +221,7 @@ func TestPodStatus(t *testing.T) {
 			name: "a finished pod being deleted keeps its reason",
 			pod: func() *corev1.Pod {
 				p := withStatuses(corev1.PodSucceeded, terminated("Completed", 0, 0))
-				p.DeletionTimestamp = ptr(ago(5 * time.Second))
+				p.DeletionTimestamp = pointerTo(ago(5 * time.Second))
 				return p
 			}(),
 			ready: "0/1", status: "Completed", restarts: "0",
@@ -231,7 +231,7 @@ func TestPodStatus(t *testing.T) {
 			pod: func() *corev1.Pod {
 				p := withStatuses(corev1.PodRunning, running)
 				p.Status.Reason = "NodeLost"
-				p.DeletionTimestamp = ptr(ago(5 * time.Second))
+				p.DeletionTimestamp = pointerTo(ago(5 * time.Second))
 				return p
 			}(),
 			ready: "1/1", status: "Unknown", restarts: "0",
@@ -295,9 +295,9 @@ func TestPodStatus(t *testing.T) {
 			pod: func() *corev1.Pod {
 				p := withStatuses(corev1.PodRunning, running)
 				p.Status.Conditions = readyCondition(corev1.ConditionTrue)
-				p.Spec.InitContainers = []corev1.Container{{Name: "proxy", RestartPolicy: ptr(corev1.ContainerRestartPolicyAlways)}}
+				p.Spec.InitContainers = []corev1.Container{{Name: "proxy", RestartPolicy: pointerTo(corev1.ContainerRestartPolicyAlways)}}
 				p.Status.InitContainerStatuses = []corev1.ContainerStatus{{
-					Name: "proxy", Ready: true, Started: ptr(true),
+					Name: "proxy", Ready: true, Started: pointerTo(true),
 					State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 				}}
 				return p
@@ -339,9 +339,9 @@ func TestTables(t *testing.T) {
 	}
 	claim := func(name string, phase corev1.PersistentVolumeClaimPhase, created time.Duration, capacity string) *corev1.PersistentVolumeClaim {
 		c := &corev1.PersistentVolumeClaim{
-			ObjectMeta: meta(name, created),
+			ObjectMeta: objectMeta(name, created),
 			Spec: corev1.PersistentVolumeClaimSpec{
-				StorageClassName: ptr("local"),
+				StorageClassName: pointerTo("local"),
 				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			},
 			Status: corev1.PersistentVolumeClaimStatus{Phase: phase},
@@ -375,7 +375,7 @@ func TestTables(t *testing.T) {
 	}{
 		{
 			name: "statefulsets",
-			objs: []metav1.Object{set("web", 2, 3, 5*time.Minute), set("db", 1, 1, 3*time.Hour)},
+			objs: []metav1.Object{newSet("web", 2, 3, 5*time.Minute), newSet("db", 1, 1, 3*time.Hour)},
 			want: "" +
 				"NAME   READY   AGE\n" +
 				"web    2/3     5m\n" +
@@ -384,8 +384,8 @@ func TestTables(t *testing.T) {
 		{
 			name: "statefulsets wide",
 			objs: []metav1.Object{
-				set("web", 2, 3, 5*time.Minute, corev1.Container{Name: "nginx", Image: "nginx:1.27"}),
-				set("db", 1, 1, 3*time.Hour, corev1.Container{Name: "postgres", Image: "postgres:16"}, corev1.Container{Name: "exporter", Image: "exporter:1"}),
+				newSet("web", 2, 3, 5*time.Minute, corev1.Container{Name: "nginx", Image: "nginx:1.27"}),
+				newSet("db", 1, 1, 3*time.Hour, corev1.Container{Name: "postgres", Image: "postgres:16"}, corev1.Container{Name: "exporter", Image: "exporter:1"}),
 			},
 			opts: tableOptions{wide: true},
 			want: "" +
@@ -398,7 +398,7 @@ func TestTables(t *testing.T) {
 			objs: []metav1.Object{
 				placed(runningPod("web-0", 5*time.Minute), "node-1", "10.88.0.5"),
 				&corev1.Pod{
-					ObjectMeta: meta("web-1", 10*time.Second),
+					ObjectMeta: objectMeta("web-1", 10*time.Second),
 					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx"}}},
 					Status:     corev1.PodStatus{Phase: corev1.PodPending},
 				},
@@ -432,14 +432,14 @@ func TestTables(t *testing.T) {
 			name: "services: headless shows None, node ports and protocols",
 			objs: []metav1.Object{
 				&corev1.Service{
-					ObjectMeta: meta("nginx", 5*time.Minute),
+					ObjectMeta: objectMeta("nginx", 5*time.Minute),
 					Spec: corev1.ServiceSpec{
 						ClusterIP: corev1.ClusterIPNone, ClusterIPs: []string{corev1.ClusterIPNone},
 						Ports: []corev1.ServicePort{{Name: "web", Port: 80}},
 					},
 				},
 				&corev1.Service{
-					ObjectMeta: meta("edge", 3*time.Hour),
+					ObjectMeta: objectMeta("edge", 3*time.Hour),
 					Spec: corev1.ServiceSpec{
 						Type: corev1.ServiceTypeNodePort, ClusterIP: "10.96.0.11",
 						Ports: []corev1.ServicePort{
@@ -470,7 +470,7 @@ func TestTables(t *testing.T) {
 			objs: []metav1.Object{&appsv1.ControllerRevision{
 				ObjectMeta: metav1.ObjectMeta{
 					Name: "web-6d4f8", Namespace: "default", CreationTimestamp: ago(5 * time.Minute),
-					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", Controller: ptr(true)}},
+					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", Controller: pointerTo(true)}},
 				},
 				Revision: 2,
 			}},
@@ -482,13 +482,13 @@ func TestTables(t *testing.T) {
 			name: "events",
 			objs: []metav1.Object{
 				&corev1.Event{
-					ObjectMeta:     meta("web-2.1", time.Minute),
+					ObjectMeta:     objectMeta("web-2.1", time.Minute),
 					InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "web-2"},
 					Type:           corev1.EventTypeWarning, Reason: "BackOff", Message: "Back-off restarting failed container\n",
 					LastTimestamp: ago(30 * time.Second),
 				},
 				&corev1.Event{
-					ObjectMeta:     meta("web.1", time.Minute),
+					ObjectMeta:     objectMeta("web.1", time.Minute),
 					InvolvedObject: corev1.ObjectReference{Kind: "StatefulSet", Name: "web"},
 					Type:           corev1.EventTypeNormal, Reason: "SuccessfulCreate", Message: "create Pod web-0 in StatefulSet web successful",
 					LastTimestamp: ago(2 * time.Minute),
@@ -498,6 +498,20 @@ func TestTables(t *testing.T) {
 				"LAST SEEN   TYPE      REASON             OBJECT            MESSAGE\n" +
 				"2m          Normal    SuccessfulCreate   statefulset/web   create Pod web-0 in StatefulSet web successful\n" +
 				"30s         Warning   BackOff            pod/web-2         Back-off restarting failed container\n",
+		},
+		{
+			name: "events wide",
+			objs: []metav1.Object{&corev1.Event{
+				ObjectMeta:     objectMeta("web-0.1", time.Minute),
+				InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "web-0", FieldPath: "spec.containers{nginx}"},
+				Type:           corev1.EventTypeNormal, Reason: "Started", Message: "Started container nginx",
+				Source:         corev1.EventSource{Component: "agent", Host: "node-1"},
+				FirstTimestamp: ago(3 * time.Minute), LastTimestamp: ago(time.Minute), Count: 2,
+			}},
+			opts: tableOptions{wide: true},
+			want: "" +
+				"LAST SEEN   TYPE     REASON    OBJECT      SUBOBJECT                SOURCE          MESSAGE                   FIRST SEEN   COUNT   NAME\n" +
+				"60s         Normal   Started   pod/web-0   spec.containers{nginx}   agent, node-1   Started container nginx   3m           2       web-0.1\n",
 		},
 		{
 			name: "nodes: roles, cordoned and not ready",
@@ -535,7 +549,7 @@ func TestTables(t *testing.T) {
 			name: "namespaces",
 			objs: []metav1.Object{
 				&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", CreationTimestamp: ago(3 * time.Hour)}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}},
-				&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tenant-a", CreationTimestamp: ago(5 * time.Minute), DeletionTimestamp: ptr(ago(time.Second))}},
+				&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tenant-a", CreationTimestamp: ago(5 * time.Minute), DeletionTimestamp: pointerTo(ago(time.Second))}},
 			},
 			want: "" +
 				"NAME       STATUS        AGE\n" +
@@ -555,7 +569,7 @@ func TestTables(t *testing.T) {
 		{
 			name: "no headers, with labels",
 			objs: []metav1.Object{func() *appsv1.StatefulSet {
-				s := set("web", 2, 3, 5*time.Minute)
+				s := newSet("web", 2, 3, 5*time.Minute)
 				s.Labels = map[string]string{"tier": "web", "app": "nginx"}
 				return s
 			}()},
@@ -583,10 +597,10 @@ func TestTables(t *testing.T) {
 
 func TestQualifiedNames(t *testing.T) {
 	objs := toObjects(t,
-		set("web", 0, 1, time.Minute),
+		newSet("web", 0, 1, time.Minute),
 		runningPod("web-0", time.Minute),
-		&corev1.Service{ObjectMeta: meta("nginx", time.Minute)},
-		&corev1.PersistentVolumeClaim{ObjectMeta: meta("www-web-0", time.Minute)},
+		&corev1.Service{ObjectMeta: objectMeta("nginx", time.Minute)},
+		&corev1.PersistentVolumeClaim{ObjectMeta: objectMeta("www-web-0", time.Minute)},
 		&api.Server{ObjectMeta: metav1.ObjectMeta{Name: "s1"}},
 	)
 	var b bytes.Buffer
@@ -600,7 +614,7 @@ func TestQualifiedNames(t *testing.T) {
 }
 
 func TestPrintDocumentJSON(t *testing.T) {
-	objs := toObjects(t, set("web", 2, 3, time.Minute), set("db", 1, 1, time.Minute))
+	objs := toObjects(t, newSet("web", 2, 3, time.Minute), newSet("db", 1, 1, time.Minute))
 
 	t.Run("several objects make a List shaped like kubectl's", func(t *testing.T) {
 		var b bytes.Buffer
