@@ -12,6 +12,7 @@ import (
 
 	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler"
 )
 
 // JoinRequest asks the leader to add a server to the Raft group.
@@ -56,11 +57,11 @@ func (s *Server) Register(ctx context.Context, id, raftAddr, httpAddr string) er
 			return nil
 		}
 		want.UID, want.CreationTimestamp = cur.UID, cur.CreationTimestamp
-		current = version(cur)
+		current = scheduler.Version(cur)
 	} else {
 		s.stampNew(want)
 	}
-	op, err := putOp(raftstore.Servers, want, current)
+	op, err := scheduler.PutOp(raftstore.Servers, want, current)
 	if err != nil {
 		return err
 	}

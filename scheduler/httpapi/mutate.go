@@ -18,6 +18,7 @@ import (
 
 	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler"
 )
 
 // put creates or replaces one object. StatefulSets and Services go through
@@ -60,19 +61,19 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 	cur, exists := v.Get(kind, ns, name)
 	var op raftstore.Op
 	if exists {
-		want := version(obj)
-		if want != 0 && want != version(cur) {
+		want := scheduler.Version(obj)
+		if want != 0 && want != scheduler.Version(cur) {
 			return apierrors.NewConflict(groupResource(res), name, errors.New("the object has been modified; read it again and retry"))
 		}
 		obj.SetUID(cur.GetUID())
 		obj.SetCreationTimestamp(cur.GetCreationTimestamp())
-		op, err = putOp(kind, obj, version(cur))
+		op, err = scheduler.PutOp(kind, obj, scheduler.Version(cur))
 	} else {
-		if version(obj) != 0 {
+		if scheduler.Version(obj) != 0 {
 			return apierrors.NewNotFound(groupResource(res), name)
 		}
 		s.stampNew(obj)
-		op, err = putOp(kind, obj, 0)
+		op, err = scheduler.PutOp(kind, obj, 0)
 	}
 	if err != nil {
 		return err
@@ -169,16 +170,16 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, _ []byte) error 
 			ops, err = s.deleteStatefulSetOps(v, cur.(*appsv1.StatefulSet), cascade == "orphan")
 		case raftstore.Pods:
 			var op *raftstore.Op
-			if op, err = s.deletePodOp(cur.(*corev1.Pod), grace, force); op != nil {
+			if op, err = scheduler.DeletePodOp(cur.(*corev1.Pod), grace, force, s.cfg.Now()); op != nil {
 				ops = []raftstore.Op{*op}
 			}
 		case raftstore.Namespaces:
 			if n := countInNamespace(v, name); n > 0 {
 				return apierrors.NewConflict(groupResource(res), name, fmt.Errorf("it still holds %d objects; delete them first", n))
 			}
-			ops = []raftstore.Op{deleteOp(kind, cur)}
+			ops = []raftstore.Op{scheduler.DeleteOp(kind, cur)}
 		default:
-			ops = []raftstore.Op{deleteOp(kind, cur)}
+			ops = []raftstore.Op{scheduler.DeleteOp(kind, cur)}
 		}
 		if err != nil || len(ops) == 0 {
 			idx = v.Index()
@@ -196,84 +197,49 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, _ []byte) error 
 	return nil
 }
 
-// deleteStatefulSetOps removes a set and, unless orphaning, marks its pods
-// for deletion and removes its revisions. With orphan, its pods and
-// revisions lose their owner reference and keep running, so that a set
-// created again with the same selector adopts them (SEMANTICS K.89).
-// Deleting a set gives no ordering promise, as in Kubernetes (K.88).
+// deleteStatefulSetOps deletes a set. By default the set is marked as being
+// deleted and the controller deletes its pods, then the set itself (no
+// ordering promise, as in Kubernetes: SEMANTICS K.88). With orphan, the set
+// goes at once and its pods and revisions lose their owner reference and
+// keep running, so that a set created again with the same selector adopts
+// them (K.89).
 func (s *Server) deleteStatefulSetOps(v *raftstore.View, set *appsv1.StatefulSet, orphan bool) ([]raftstore.Op, error) {
-	ops := []raftstore.Op{deleteOp(raftstore.StatefulSets, set)}
+	if !orphan {
+		if set.DeletionTimestamp != nil {
+			return nil, nil
+		}
+		set = set.DeepCopy()
+		now := metav1.NewTime(s.cfg.Now().UTC().Truncate(time.Second))
+		set.DeletionTimestamp = &now
+		op, err := scheduler.PutOp(raftstore.StatefulSets, set, scheduler.Version(set))
+		return []raftstore.Op{op}, err
+	}
+	ops := []raftstore.Op{scheduler.DeleteOp(raftstore.StatefulSets, set)}
 	for _, o := range v.List(raftstore.Pods, set.Namespace) {
-		pod := o.(*corev1.Pod)
-		if !ownedBy(pod, set) {
+		if !ownedBy(o, set) {
 			continue
 		}
-		if orphan {
-			pod = pod.DeepCopy()
-			pod.OwnerReferences = withoutOwner(pod.OwnerReferences, set.UID)
-			op, err := putOp(raftstore.Pods, pod, version(o))
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, op)
-			continue
-		}
-		op, err := s.deletePodOp(pod, nil, false)
+		pod := o.(*corev1.Pod).DeepCopy()
+		pod.OwnerReferences = withoutOwner(pod.OwnerReferences, set.UID)
+		op, err := scheduler.PutOp(raftstore.Pods, pod, scheduler.Version(o))
 		if err != nil {
 			return nil, err
 		}
-		if op != nil {
-			ops = append(ops, *op)
-		}
+		ops = append(ops, op)
 	}
 	for _, o := range v.List(raftstore.ControllerRevisions, set.Namespace) {
-		rev := o.(*appsv1.ControllerRevision)
-		if !ownedBy(rev, set) {
+		if !ownedBy(o, set) {
 			continue
 		}
-		if orphan {
-			rev = rev.DeepCopy()
-			rev.OwnerReferences = withoutOwner(rev.OwnerReferences, set.UID)
-			op, err := putOp(raftstore.ControllerRevisions, rev, version(o))
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, op)
-			continue
+		rev := o.(*appsv1.ControllerRevision).DeepCopy()
+		rev.OwnerReferences = withoutOwner(rev.OwnerReferences, set.UID)
+		op, err := scheduler.PutOp(raftstore.ControllerRevisions, rev, scheduler.Version(o))
+		if err != nil {
+			return nil, err
 		}
-		ops = append(ops, deleteOp(raftstore.ControllerRevisions, rev))
+		ops = append(ops, op)
 	}
 	return ops, nil
-}
-
-// deletePodOp deletes a pod gracefully: a pod not yet on a node, or a
-// forced delete, goes at once; otherwise the pod is marked Terminating and
-// its node stops it and then removes the record.
-// It returns nil when the pod is already terminating with no longer grace.
-func (s *Server) deletePodOp(pod *corev1.Pod, grace *int64, force bool) (*raftstore.Op, error) {
-	if force || pod.Spec.NodeName == "" {
-		op := deleteOp(raftstore.Pods, pod)
-		return &op, nil
-	}
-	if pod.DeletionTimestamp != nil {
-		// Already terminating: a second delete may only shorten the grace.
-		if grace == nil || (pod.DeletionGracePeriodSeconds != nil && *grace >= *pod.DeletionGracePeriodSeconds) {
-			return nil, nil
-		}
-	}
-	g := int64(corev1.DefaultTerminationGracePeriodSeconds)
-	if pod.Spec.TerminationGracePeriodSeconds != nil {
-		g = *pod.Spec.TerminationGracePeriodSeconds
-	}
-	if grace != nil {
-		g = *grace
-	}
-	pod = pod.DeepCopy()
-	now := metav1.NewTime(s.cfg.Now().UTC().Truncate(time.Second))
-	pod.DeletionTimestamp = &now
-	pod.DeletionGracePeriodSeconds = &g
-	op, err := putOp(raftstore.Pods, pod, version(pod))
-	return &op, err
 }
 
 func ownedBy(o metav1.Object, owner metav1.Object) bool {
@@ -377,7 +343,7 @@ func (s *Server) putSub(w http.ResponseWriter, r *http.Request, body []byte) err
 			}
 			set := cur.(*appsv1.StatefulSet).DeepCopy()
 			if set.Spec.Replicas != nil && *set.Spec.Replicas == sc.Spec.Replicas {
-				idx = version(set)
+				idx = scheduler.Version(set)
 				return nil
 			}
 			set.Spec.Replicas = &sc.Spec.Replicas
@@ -402,7 +368,7 @@ func (s *Server) putSub(w http.ResponseWriter, r *http.Request, body []byte) err
 		default:
 			return apierrors.NewNotFound(groupResource(res), name+"/"+sub)
 		}
-		op, err := putOp(kind, next, version(cur))
+		op, err := scheduler.PutOp(kind, next, scheduler.Version(cur))
 		if err != nil {
 			return err
 		}

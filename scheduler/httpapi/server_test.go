@@ -22,6 +22,7 @@ import (
 
 	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler"
 )
 
 const webYAML = `apiVersion: v1
@@ -415,7 +416,7 @@ func putPod(t *testing.T, ts *testServer, set *appsv1.StatefulSet, name, node st
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(set, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "nginx", Image: "x"}}},
 	}
-	op, err := putOp(raftstore.Pods, pod, 0)
+	op, err := scheduler.PutOp(raftstore.Pods, pod, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +425,7 @@ func putPod(t *testing.T, ts *testServer, set *appsv1.StatefulSet, name, node st
 	}
 }
 
-func TestDeleteCascadeAndOrphan(t *testing.T) {
+func TestDelete(t *testing.T) {
 	ts := startServer(t, "s1", true)
 	ctx := context.Background()
 	sts, pods := res(t, "sts"), res(t, "pods")
@@ -436,41 +437,61 @@ func TestDeleteCascadeAndOrphan(t *testing.T) {
 		ts.client.Get(ctx, sts, "default", "web", &set)
 		return &set
 	}
+	pod := func(name string) *corev1.Pod {
+		p, _ := raftstore.GetOf[*corev1.Pod](ts.store.View(), raftstore.Pods, "default", name)
+		return p
+	}
 
 	set := setup()
 	putPod(t, ts, set, "web-0", "node-a") // running on a node: becomes Terminating
 	putPod(t, ts, set, "web-1", "")       // never placed: goes at once
-	if _, err := ts.client.Delete(ctx, sts, "default", "web", api.DeleteOptions{}); err != nil {
+	if _, err := ts.client.Delete(ctx, pods, "default", "web-1", api.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	v := ts.store.View()
-	if _, ok := v.Get(raftstore.StatefulSets, "default", "web"); ok {
-		t.Error("set still stored after delete")
+	if pod("web-1") != nil {
+		t.Error("unplaced pod web-1 not removed at once")
 	}
-	if _, ok := v.Get(raftstore.Pods, "default", "web-1"); ok {
-		t.Error("unplaced pod web-1 not removed")
+	if _, err := ts.client.Delete(ctx, pods, "default", "web-0", api.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
-	p0, ok := raftstore.GetOf[*corev1.Pod](v, raftstore.Pods, "default", "web-0")
-	if !ok || p0.DeletionTimestamp == nil || *p0.DeletionGracePeriodSeconds != 30 {
-		t.Fatalf("web-0 not Terminating with 30 s grace: %+v", p0)
+	if p := pod("web-0"); p == nil || p.DeletionTimestamp == nil || *p.DeletionGracePeriodSeconds != 30 {
+		t.Fatalf("web-0 not Terminating with 30 s grace: %+v", p)
 	}
-	// A forced delete frees the ordinal at once.
-	zero := int64(0)
+	// A second delete may shorten the grace, and a forced one frees the ordinal at once.
+	five, zero := int64(5), int64(0)
+	if _, err := ts.client.Delete(ctx, pods, "default", "web-0", api.DeleteOptions{GracePeriodSeconds: &five}); err != nil {
+		t.Fatal(err)
+	}
+	if p := pod("web-0"); *p.DeletionGracePeriodSeconds != 5 {
+		t.Errorf("grace after a shorter delete: %d", *p.DeletionGracePeriodSeconds)
+	}
 	if _, err := ts.client.Delete(ctx, pods, "default", "web-0", api.DeleteOptions{GracePeriodSeconds: &zero, Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := ts.store.View().Get(raftstore.Pods, "default", "web-0"); ok {
+	if pod("web-0") != nil {
 		t.Error("force-deleted pod still stored")
 	}
 
-	set = setup()
+	// Cascading delete marks the set; the controller deletes its pods and then the set.
 	putPod(t, ts, set, "web-0", "node-a")
+	if _, err := ts.client.Delete(ctx, sts, "default", "web", api.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var marked appsv1.StatefulSet
+	if _, err := ts.client.Get(ctx, sts, "default", "web", &marked); err != nil || marked.DeletionTimestamp == nil {
+		t.Fatalf("set after cascading delete: %v %+v", err, marked.ObjectMeta)
+	}
+	if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); !apierrors.IsConflict(err) {
+		t.Errorf("apply of a set being deleted: %v, want a conflict", err)
+	}
 	if _, err := ts.client.Delete(ctx, sts, "default", "web", api.DeleteOptions{Cascade: "orphan"}); err != nil {
 		t.Fatal(err)
 	}
-	p0, ok = raftstore.GetOf[*corev1.Pod](ts.store.View(), raftstore.Pods, "default", "web-0")
-	if !ok || p0.DeletionTimestamp != nil || len(p0.OwnerReferences) != 0 {
-		t.Fatalf("orphaned web-0: %+v", p0)
+	if _, ok := ts.store.View().Get(raftstore.StatefulSets, "default", "web"); ok {
+		t.Error("set still stored after orphaning delete")
+	}
+	if p := pod("web-0"); p == nil || p.DeletionTimestamp != nil || len(p.OwnerReferences) != 0 {
+		t.Fatalf("orphaned web-0: %+v", p)
 	}
 	if _, err := ts.client.Delete(ctx, sts, "default", "web", api.DeleteOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("delete of a deleted set: %v", err)

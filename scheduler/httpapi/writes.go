@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler"
 )
 
 // casRetries bounds how often a read-modify-write is retried when another
@@ -43,25 +43,6 @@ func retryConflicts(f func() error) error {
 	return err
 }
 
-// putOp builds a put of obj guarded by its current version (0 = must not exist).
-func putOp(kind raftstore.Kind, obj raftstore.Object, current uint64) (raftstore.Op, error) {
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return raftstore.Op{}, fmt.Errorf("encode %s %s: %w", kind, obj.GetName(), err)
-	}
-	op := raftstore.Op{Type: raftstore.OpPut, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Object: data}
-	if current == 0 {
-		op.IfAbsent = true
-	} else {
-		op.IfVersion = current
-	}
-	return op, nil
-}
-
-func deleteOp(kind raftstore.Kind, obj raftstore.Object) raftstore.Op {
-	return raftstore.Op{Type: raftstore.OpDelete, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), IfVersion: version(obj)}
-}
-
 // ensureNamespace returns an op that creates namespace ns unless it exists.
 func (s *Server) ensureNamespace(ns string) (raftstore.Op, error) {
 	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}}
@@ -72,12 +53,6 @@ func (s *Server) ensureNamespace(ns string) (raftstore.Op, error) {
 		return raftstore.Op{}, err
 	}
 	return raftstore.Op{Type: raftstore.OpEnsure, Kind: raftstore.Namespaces, Name: ns, Object: data}, nil
-}
-
-// version returns the resourceVersion of a stored object as a number.
-func version(o metav1.Object) uint64 {
-	v, _ := strconv.ParseUint(o.GetResourceVersion(), 10, 64)
-	return v
 }
 
 // stampNew gives a new object the fields the server owns.
@@ -124,7 +99,7 @@ func (s *Server) prepareStatefulSet(v *raftstore.View, set *appsv1.StatefulSet) 
 	cur, ok := v.Get(raftstore.StatefulSets, set.Namespace, set.Name)
 	if !ok {
 		s.stampNew(set)
-		op, err := putOp(raftstore.StatefulSets, set, 0)
+		op, err := scheduler.PutOp(raftstore.StatefulSets, set, 0)
 		return &op, api.ApplyCreated, err
 	}
 	old := cur.(*appsv1.StatefulSet)
@@ -140,7 +115,7 @@ func (s *Server) prepareStatefulSet(v *raftstore.View, set *appsv1.StatefulSet) 
 	}
 	keepServerFields(set, old, specChanged)
 	set.Status = old.Status
-	op, err := putOp(raftstore.StatefulSets, set, version(old))
+	op, err := scheduler.PutOp(raftstore.StatefulSets, set, scheduler.Version(old))
 	return &op, api.ApplyConfigured, err
 }
 
@@ -149,7 +124,7 @@ func (s *Server) prepareService(v *raftstore.View, svc *corev1.Service) (*raftst
 	cur, ok := v.Get(raftstore.Services, svc.Namespace, svc.Name)
 	if !ok {
 		s.stampNew(svc)
-		op, err := putOp(raftstore.Services, svc, 0)
+		op, err := scheduler.PutOp(raftstore.Services, svc, 0)
 		return &op, api.ApplyCreated, err
 	}
 	old := cur.(*corev1.Service)
@@ -167,7 +142,7 @@ func (s *Server) prepareService(v *raftstore.View, svc *corev1.Service) (*raftst
 	}
 	keepServerFields(svc, old, specChanged)
 	svc.Status = old.Status
-	op, err := putOp(raftstore.Services, svc, version(old))
+	op, err := scheduler.PutOp(raftstore.Services, svc, scheduler.Version(old))
 	return &op, api.ApplyConfigured, err
 }
 
