@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -89,11 +90,11 @@ func (e *DecodeError) Error() string {
 		b.WriteString(e.Kind)
 		if e.Name != "" {
 			b.WriteString(" ")
-			b.WriteString(strconv.Quote(e.Name))
+			b.WriteString(strconv.Quote(shorten(e.Name)))
 		}
 		b.WriteString(": ")
 	} else if e.Name != "" {
-		b.WriteString(strconv.Quote(e.Name))
+		b.WriteString(strconv.Quote(shorten(e.Name)))
 		b.WriteString(": ")
 	}
 	if e.Path != "" {
@@ -145,9 +146,9 @@ func (e *InvalidError) Error() string {
 func (e *InvalidError) message() string {
 	gk := schema.GroupKind{Group: e.Group, Kind: e.Kind}.String()
 	if agg := e.Errors.ToAggregate(); agg != nil {
-		return fmt.Sprintf("%s %q is invalid: %v", gk, e.Name, agg)
+		return fmt.Sprintf("%s %q is invalid: %v", gk, shorten(e.Name), agg)
 	}
-	return fmt.Sprintf("%s %q is invalid", gk, e.Name)
+	return fmt.Sprintf("%s %q is invalid", gk, shorten(e.Name))
 }
 
 // Is reports that every validation error is an ErrInvalid.
@@ -180,10 +181,32 @@ func (e *InvalidError) Status() metav1.Status {
 	}
 }
 
+// maxValueInMessage bounds how much of a bad value an error message
+// repeats: enough to recognise it, not a megabyte of it.
+const maxValueInMessage = 128
+
+// shorten cuts a long string for an error message, on a rune boundary.
+func shorten(s string) string {
+	if len(s) <= maxValueInMessage {
+		return s
+	}
+	cut := maxValueInMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
+}
+
 // newInvalid returns nil for an empty list, else an *InvalidError about obj.
+// Long string values are shortened in the errors.
 func newInvalid(group, kind string, meta *metav1.ObjectMeta, errs field.ErrorList) error {
 	if len(errs) == 0 {
 		return nil
+	}
+	for _, fe := range errs {
+		if v, ok := fe.BadValue.(string); ok {
+			fe.BadValue = shorten(v)
+		}
 	}
 	return &InvalidError{
 		Group:     group,

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -484,6 +485,22 @@ func TestDecodeInvalidObjects(t *testing.T) {
 				s.Spec.MinReadySeconds = -5
 			}),
 			want: []string{"FieldValueInvalid spec.minReadySeconds", "FieldValueInvalid spec.ordinals.start"},
+		},
+		{
+			name: "last ordinal beyond int32",
+			obj: setWith(func(s *appsv1.StatefulSet) {
+				s.Spec.Ordinals = &appsv1.StatefulSetOrdinals{Start: math.MaxInt32 - 1}
+				s.Spec.Replicas = ptrTo[int32](2)
+			}),
+			want: []string{"FieldValueInvalid spec.ordinals.start"},
+			msg:  `document 1 (line 1): StatefulSet.apps "web" is invalid: spec.ordinals.start: Invalid value: 2147483646: ordinals.start + replicas must not exceed 2147483647`,
+		},
+		{
+			name: "name of a million characters",
+			obj:  setWith(func(s *appsv1.StatefulSet) { s.Name = strings.Repeat("a", 1_000_000) }),
+			want: []string{"FieldValueInvalid metadata.name"},
+			msg: `document 1 (line 1): StatefulSet.apps "` + strings.Repeat("a", 128) + `...(1000000 bytes)" is invalid: metadata.name: Invalid value: "` + strings.Repeat("a", 128) +
+				`...(1000000 bytes)": must be no more than 52 characters, because pods carry the label controller-revision-hash=<name>-<10-character hash>, whose value is limited to 63 characters`,
 		},
 		{
 			name: "negative revision history",

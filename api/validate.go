@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -138,6 +139,12 @@ func validateStatefulSetSpec(spec *appsv1.StatefulSetSpec, fldPath *field.Path) 
 	errs = append(errs, apivalidation.ValidateNonnegativeField(int64(spec.MinReadySeconds), fldPath.Child("minReadySeconds"))...)
 	if spec.Ordinals != nil {
 		errs = append(errs, apivalidation.ValidateNonnegativeField(int64(spec.Ordinals.Start), fldPath.Child("ordinals", "start"))...)
+		// Ordinals run from start to start+replicas-1; keep the last one
+		// an int32 so that no consumer's arithmetic overflows.
+		if spec.Replicas != nil && int64(spec.Ordinals.Start)+int64(*spec.Replicas) > math.MaxInt32 {
+			errs = append(errs, field.Invalid(fldPath.Child("ordinals", "start"), spec.Ordinals.Start,
+				fmt.Sprintf("ordinals.start + replicas must not exceed %d", math.MaxInt32)))
+		}
 	}
 
 	if spec.ServiceName != "" {

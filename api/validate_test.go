@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -121,7 +122,10 @@ func TestValidateServiceUpdate(t *testing.T) {
 		change func(s *corev1.Service)
 		want   []string
 	}{
-		{name: "ports", change: func(s *corev1.Service) { s.Spec.Ports[0].Port = 8080; s.Spec.Ports[0].TargetPort = intstr.FromInt32(8080) }},
+		{name: "ports", change: func(s *corev1.Service) {
+			s.Spec.Ports[0].Port = 8080
+			s.Spec.Ports[0].TargetPort = intstr.FromInt32(8080)
+		}},
 		{name: "selector", change: func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "web"} }},
 		{name: "publishNotReadyAddresses", change: func(s *corev1.Service) { s.Spec.PublishNotReadyAddresses = true }},
 		{name: "headless to not", change: func(s *corev1.Service) { s.Spec.ClusterIP = "" }, want: []string{"FieldValueInvalid spec.clusterIP"}},
@@ -258,6 +262,23 @@ func TestDecodeErrorFormat(t *testing.T) {
 		}
 		if !errors.Is(tt.err, ErrInvalid) {
 			t.Errorf("errors.Is(%q, ErrInvalid) = false", tt.want)
+		}
+	}
+}
+
+func TestShorten(t *testing.T) {
+	tests := []struct {
+		in, want string
+	}{
+		{in: "web", want: "web"},
+		{in: strings.Repeat("a", 128), want: strings.Repeat("a", 128)},
+		{in: strings.Repeat("a", 129), want: strings.Repeat("a", 128) + "...(129 bytes)"},
+		// 127 bytes then a 2-byte rune: the cut falls before the rune.
+		{in: strings.Repeat("a", 127) + "éé", want: strings.Repeat("a", 127) + "...(131 bytes)"},
+	}
+	for _, tt := range tests {
+		if got := shorten(tt.in); got != tt.want {
+			t.Errorf("shorten(%d bytes) = %q, want %q", len(tt.in), got, tt.want)
 		}
 	}
 }
