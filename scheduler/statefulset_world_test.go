@@ -120,6 +120,9 @@ type world struct {
 	// strict makes apply fail the test when a plan creates a pod whose name
 	// is taken or deletes a pod that is already terminating.
 	strict bool
+	// lingerClaims makes deleted claims stay, being deleted, until a test
+	// removes them; otherwise they go at once.
+	lingerClaims bool
 }
 
 func newWorld(t testing.TB, set *appsv1.StatefulSet) *world {
@@ -214,6 +217,13 @@ func (w *world) apply(p Plan) {
 		w.pods[d.Name] = pod
 	}
 	for _, name := range p.DeleteClaims {
+		if w.lingerClaims {
+			c := w.claims[name].DeepCopy()
+			ts := metav1.NewTime(w.now)
+			c.DeletionTimestamp = &ts
+			w.claims[name] = c
+			continue
+		}
 		delete(w.claims, name)
 	}
 	for _, name := range p.DeleteRevisions {
