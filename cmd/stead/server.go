@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler"
 	"github.com/stead-io/stead/scheduler/httpapi"
 )
 
@@ -150,24 +151,77 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runni
 	return rs, nil
 }
 
-// lead runs the leader's duties while this server leads: it records its own
-// address so that followers can forward writes to it.
+// lead runs the leader's duties for as long as this server leads: it
+// records its own address, so that followers can forward writes to it, and
+// runs the controller. Losing leadership cancels them.
 func (rs *runningServer) lead(ctx context.Context, id, raftAddr string) {
 	defer close(rs.done)
+	var term *leaderTerm
+	defer func() { term.end() }()
 	leaderCh := rs.store.LeaderCh()
 	for {
-		if rs.store.IsLeader() {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if err := rs.api.Register(rctx, id, raftAddr, rs.addr); err != nil {
-				rs.log.Warn("record this server's address", "error", err)
-			}
-			cancel()
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-leaderCh:
+		case leader, ok := <-leaderCh:
+			switch {
+			case !ok:
+				return
+			case !leader:
+				term.end()
+				term = nil
+			case term == nil:
+				term = startTerm(ctx, func(ctx context.Context) { rs.runLeader(ctx, id, raftAddr) })
+			}
 		}
+	}
+}
+
+// leaderTerm is the leader's work during one term of office.
+type leaderTerm struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startTerm(ctx context.Context, run func(context.Context)) *leaderTerm {
+	ctx, cancel := context.WithCancel(ctx)
+	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		run(ctx)
+	}()
+	return t
+}
+
+// end stops the term's work and waits for it; a nil term is a no-op.
+func (t *leaderTerm) end() {
+	if t == nil {
+		return
+	}
+	t.cancel()
+	<-t.done
+}
+
+// runLeader is one term of office.
+func (rs *runningServer) runLeader(ctx context.Context, id, raftAddr string) {
+	rs.log.Info("leading the cluster")
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := rs.api.Register(rctx, id, raftAddr, rs.addr)
+		cancel()
+		if err == nil {
+			break
+		}
+		rs.log.Warn("record this server's address", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	ctrl := scheduler.NewController(rs.store, rs.log, scheduler.SystemClock{})
+	if err := ctrl.Run(ctx); err != nil && ctx.Err() == nil {
+		rs.log.Error("controller stopped", "error", err)
 	}
 }
 

@@ -1,0 +1,298 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/go-hclog"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/stead-io/stead/raftstore"
+)
+
+// Store is what the leader's loops need of the replicated state: a view to
+// decide from, a way to wait for it to change, and a way to commit. The
+// methods are safe for concurrent use.
+type Store interface {
+	View() *raftstore.View
+	WaitForIndex(ctx context.Context, after uint64) (uint64, error)
+	Apply(ctx context.Context, txn raftstore.Txn) (uint64, error)
+	// Barrier returns once every entry committed before it is applied, so
+	// that a new leader decides from the whole committed state.
+	Barrier(ctx context.Context) error
+}
+
+// eventTTL is how long events are kept, as Kubernetes keeps them by default.
+const eventTTL = time.Hour
+
+// maxIdle bounds how long the controller waits without a state change
+// before syncing again.
+const maxIdle = 30 * time.Second
+
+// Controller runs the leader's loops: it syncs every StatefulSet with
+// Reconcile and commits the plans. It reads only committed state, and every
+// change it commits is guarded by the versions it was decided from, so a
+// decision taken from a state that has since moved is refused by the FSM,
+// not applied (SEMANTICS P13).
+type Controller struct {
+	store Store
+	log   hclog.Logger
+	clock Clock
+}
+
+// NewController returns a controller over store.
+func NewController(store Store, log hclog.Logger, clock Clock) *Controller {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	return &Controller{store: store, log: log.Named("controller"), clock: clock}
+}
+
+// Run syncs until ctx ends. The caller runs it only while this server
+// leads and cancels ctx when leadership is lost.
+func (c *Controller) Run(ctx context.Context) error {
+	if err := c.store.Barrier(ctx); err != nil {
+		return fmt.Errorf("wait for the committed state: %w", err)
+	}
+	for {
+		index := c.store.View().Index()
+		next, err := c.SyncOnce(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.log.Warn("sync failed; retrying", "error", err)
+			next = time.Second
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		timer := c.clock.After(next)
+		changed := make(chan struct{})
+		go func() {
+			if _, err := c.store.WaitForIndex(wctx, index); err == nil {
+				close(changed)
+			}
+		}()
+		select {
+		case <-ctx.Done():
+			cancel()
+			return ctx.Err()
+		case <-changed:
+		case <-timer:
+		}
+		cancel()
+	}
+}
+
+// SyncOnce syncs every StatefulSet once against the current state and
+// returns how soon the next sync is due even if nothing changes.
+func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
+	v := c.store.View()
+	now := c.clock.Now()
+	next := maxIdle
+	var errs []error
+	for _, set := range raftstore.ListOf[*appsv1.StatefulSet](v, raftstore.StatefulSets, "") {
+		plan := Reconcile(Input{
+			Set:       set,
+			Pods:      raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, set.Namespace),
+			Claims:    raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, set.Namespace),
+			Revisions: raftstore.ListOf[*appsv1.ControllerRevision](v, raftstore.ControllerRevisions, set.Namespace),
+			Now:       now,
+		})
+		if plan.RequeueAfter > 0 {
+			next = min(next, plan.RequeueAfter)
+		}
+		ops, err := c.planOps(v, set, plan, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("statefulset %s/%s: %w", set.Namespace, set.Name, err))
+			continue
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		if _, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops}); err != nil {
+			if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) || errors.Is(err, raftstore.ErrAlreadyExists) {
+				// The state moved under the decision: decide again from the new one.
+				c.log.Debug("plan refused; state changed", "set", set.Name, "error", err)
+				next = 0
+				continue
+			}
+			errs = append(errs, fmt.Errorf("commit plan of statefulset %s/%s: %w", set.Namespace, set.Name, err))
+			continue
+		}
+		c.logPlan(set, plan)
+	}
+	if err := c.collectEvents(ctx, v, now); err != nil {
+		errs = append(errs, err)
+	}
+	return next, errors.Join(errs...)
+}
+
+func (c *Controller) logPlan(set *appsv1.StatefulSet, plan Plan) {
+	for _, p := range plan.CreatePods {
+		c.log.Info("create pod", "set", set.Name, "ns", set.Namespace, "pod", p.Name)
+	}
+	for _, d := range plan.DeletePods {
+		c.log.Info("delete pod", "set", set.Name, "ns", set.Namespace, "pod", d.Name, "reason", d.Reason)
+	}
+}
+
+// planOps turns a plan into the guarded ops of one transaction, in the
+// order the plan's fields are meant to be committed.
+func (c *Controller) planOps(v *raftstore.View, set *appsv1.StatefulSet, plan Plan, now time.Time) ([]raftstore.Op, error) {
+	var ops []raftstore.Op
+	add := func(op raftstore.Op, err error) error {
+		if err == nil {
+			ops = append(ops, op)
+		}
+		return err
+	}
+	for _, r := range plan.CreateRevisions {
+		stampNew(r, now)
+		if err := add(PutOp(raftstore.ControllerRevisions, r, 0)); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range plan.UpdateRevisions {
+		if err := add(PutOp(raftstore.ControllerRevisions, r, Version(r))); err != nil {
+			return nil, err
+		}
+	}
+	for _, cl := range plan.CreateClaims {
+		stampNew(cl, now)
+		if cl.Status.Phase == "" {
+			cl.Status.Phase = corev1.ClaimPending
+		}
+		if err := add(PutOp(raftstore.PersistentVolumeClaims, cl, 0)); err != nil {
+			return nil, err
+		}
+	}
+	for _, cl := range plan.UpdateClaims {
+		if err := add(PutOp(raftstore.PersistentVolumeClaims, cl, Version(cl))); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range plan.UpdatePods {
+		if err := add(PutOp(raftstore.Pods, p, Version(p))); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range plan.CreatePods {
+		stampNew(p, now)
+		if err := add(PutOp(raftstore.Pods, p, 0)); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range plan.DeletePods {
+		pod, ok := raftstore.GetOf[*corev1.Pod](v, raftstore.Pods, set.Namespace, d.Name)
+		if !ok {
+			continue
+		}
+		op, err := DeletePodOp(pod, nil, false, now)
+		if err != nil {
+			return nil, err
+		}
+		if op != nil {
+			ops = append(ops, *op)
+		}
+	}
+	for _, name := range plan.DeleteClaims {
+		if cl, ok := v.Get(raftstore.PersistentVolumeClaims, set.Namespace, name); ok {
+			ops = append(ops, DeleteOp(raftstore.PersistentVolumeClaims, cl))
+		}
+	}
+	for _, name := range plan.DeleteRevisions {
+		if r, ok := v.Get(raftstore.ControllerRevisions, set.Namespace, name); ok {
+			ops = append(ops, DeleteOp(raftstore.ControllerRevisions, r))
+		}
+	}
+	switch {
+	case plan.DeletionComplete:
+		// A set deleted with cascading deletion goes once its pods are gone.
+		ops = append(ops, DeleteOp(raftstore.StatefulSets, set))
+	case plan.StatusChanged:
+		updated := set.DeepCopy()
+		updated.Status = plan.Status
+		if err := add(PutOp(raftstore.StatefulSets, updated, Version(set))); err != nil {
+			return nil, err
+		}
+	}
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	for _, e := range plan.Events {
+		if err := add(PutOp(raftstore.Events, setEvent(set, e, now), 0)); err != nil {
+			return nil, err
+		}
+	}
+	return ops, nil
+}
+
+// setEvent returns the Event object recording e on set.
+func setEvent(set *appsv1.StatefulSet, e Event, now time.Time) *corev1.Event {
+	ts := metav1.NewTime(now.UTC().Truncate(time.Second))
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: set.Name + "." + newID()[:16], Namespace: set.Namespace},
+		InvolvedObject: corev1.ObjectReference{
+			Kind: "StatefulSet", APIVersion: "apps/v1", Namespace: set.Namespace, Name: set.Name,
+			UID: set.UID, ResourceVersion: set.ResourceVersion,
+		},
+		Reason:              e.Reason,
+		Message:             e.Message,
+		Type:                e.Type,
+		Source:              corev1.EventSource{Component: "statefulset-controller"},
+		FirstTimestamp:      ts,
+		LastTimestamp:       ts,
+		Count:               1,
+		ReportingController: "stead.io/statefulset-controller",
+	}
+	stampNew(ev, now)
+	return ev
+}
+
+// collectEvents deletes events older than eventTTL, oldest first, a bounded
+// number per sync.
+func (c *Controller) collectEvents(ctx context.Context, v *raftstore.View, now time.Time) error {
+	events := raftstore.ListOf[*corev1.Event](v, raftstore.Events, "")
+	sort.Slice(events, func(i, j int) bool { return events[i].LastTimestamp.Before(&events[j].LastTimestamp) })
+	var ops []raftstore.Op
+	for _, e := range events {
+		if now.Sub(e.LastTimestamp.Time) < eventTTL || len(ops) == 256 {
+			break
+		}
+		ops = append(ops, DeleteOp(raftstore.Events, e))
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops})
+	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// stampNew gives a new object the metadata the server owns.
+func stampNew(o metav1.Object, now time.Time) {
+	o.SetUID(types.UID(uuid.NewString()))
+	o.SetCreationTimestamp(metav1.NewTime(now.UTC().Truncate(time.Second)))
+	o.SetResourceVersion("")
+	if o.GetGeneration() == 0 {
+		o.SetGeneration(1)
+	}
+}
+
+// newID returns a random ID for a transaction or an event name.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

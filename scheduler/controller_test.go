@@ -1,0 +1,188 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/raftstore/raftstoretest"
+)
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time                       { return c.now }
+func (c *fakeClock) After(time.Duration) <-chan time.Time { return make(chan time.Time) }
+
+const controllerSetYAML = `apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+  namespace: default
+spec:
+  selector:
+    matchLabels: {app: nginx}
+  serviceName: nginx
+  replicas: 2
+  template:
+    metadata:
+      labels: {app: nginx}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1
+        volumeMounts:
+        - {name: www, mountPath: /data}
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+`
+
+func storeSet(t *testing.T, store *raftstore.Store, clock *fakeClock) *appsv1.StatefulSet {
+	t.Helper()
+	objs, err := api.DecodeManifests([]byte(controllerSetYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := objs[0].(*appsv1.StatefulSet)
+	stampNew(set, clock.now)
+	op, err := PutOp(raftstore.StatefulSets, set, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftstoretest.Apply(t, store, op)
+	got, _ := raftstore.GetOf[*appsv1.StatefulSet](store.View(), raftstore.StatefulSets, "default", "web")
+	return got
+}
+
+func podNames(v *raftstore.View) string {
+	var names []string
+	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "default") {
+		names = append(names, p.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// markReady records pod name as Running and Ready since now, as its agent would.
+func markReady(t *testing.T, store *raftstore.Store, name string, now time.Time) {
+	t.Helper()
+	pod, _ := raftstore.GetOf[*corev1.Pod](store.View(), raftstore.Pods, "default", name)
+	pod = pod.DeepCopy()
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(now)}}
+	op, err := PutOp(raftstore.Pods, pod, Version(pod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftstoretest.Apply(t, store, op)
+}
+
+func TestControllerCommitsPlansInOrder(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := NewController(store, raftstoretest.Logger(t), clock)
+	ctx := context.Background()
+	storeSet(t, store, clock)
+
+	sync := func() {
+		t.Helper()
+		if _, err := c.SyncOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	v := store.View()
+	if got := podNames(v); got != "web-0" {
+		t.Fatalf("after first sync pods are %q, want web-0 only", got)
+	}
+	pod, _ := raftstore.GetOf[*corev1.Pod](v, raftstore.Pods, "default", "web-0")
+	if pod.UID == "" || pod.Spec.Hostname != "web-0" || pod.Spec.Subdomain != "nginx" || pod.Labels[api.LabelPodIndex] != "0" {
+		t.Errorf("web-0 as created: uid %q hostname %q subdomain %q labels %v", pod.UID, pod.Spec.Hostname, pod.Spec.Subdomain, pod.Labels)
+	}
+	if _, ok := v.Get(raftstore.PersistentVolumeClaims, "default", "www-web-0"); !ok {
+		t.Error("claim www-web-0 not created with web-0")
+	}
+	revs := raftstore.ListOf[*appsv1.ControllerRevision](v, raftstore.ControllerRevisions, "default")
+	if len(revs) != 1 || pod.Labels[api.LabelRevisionHash] != revs[0].Name {
+		t.Errorf("revisions %d, pod revision label %q", len(revs), pod.Labels[api.LabelRevisionHash])
+	}
+	set, _ := raftstore.GetOf[*appsv1.StatefulSet](v, raftstore.StatefulSets, "default", "web")
+	if set.Status.Replicas != 1 || set.Status.ObservedGeneration != 1 || set.Status.UpdateRevision != revs[0].Name {
+		t.Errorf("status after first sync: %+v", set.Status)
+	}
+	var reasons []string
+	for _, e := range raftstore.ListOf[*corev1.Event](v, raftstore.Events, "default") {
+		reasons = append(reasons, e.Reason+":"+e.Message)
+	}
+	if !strings.Contains(strings.Join(reasons, ";"), "SuccessfulCreate:create Pod web-0 in StatefulSet web successful") {
+		t.Errorf("events: %v", reasons)
+	}
+
+	// Nothing changes until web-0 is Ready: the sync commits nothing.
+	before := store.View().Index()
+	sync()
+	if after := store.View().Index(); after != before {
+		t.Errorf("a sync with nothing to do committed: index %d -> %d", before, after)
+	}
+
+	markReady(t, store, "web-0", clock.now)
+	sync()
+	if got := podNames(store.View()); got != "web-0,web-1" {
+		t.Fatalf("after web-0 Ready pods are %q, want web-0,web-1", got)
+	}
+
+	// A cascading delete: the controller deletes the pods, then the set.
+	set, _ = raftstore.GetOf[*appsv1.StatefulSet](store.View(), raftstore.StatefulSets, "default", "web")
+	set = set.DeepCopy()
+	ts := metav1.NewTime(clock.now)
+	set.DeletionTimestamp = &ts
+	op, _ := PutOp(raftstore.StatefulSets, set, Version(set))
+	raftstoretest.Apply(t, store, op)
+	sync()
+	sync()
+	v = store.View()
+	if got := podNames(v); got != "" {
+		t.Errorf("pods after cascading delete: %q", got)
+	}
+	if _, ok := v.Get(raftstore.StatefulSets, "default", "web"); ok {
+		t.Error("set still stored once its pods are gone")
+	}
+	if _, ok := v.Get(raftstore.PersistentVolumeClaims, "default", "www-web-0"); !ok {
+		t.Error("Retain policy: claim www-web-0 deleted with the set")
+	}
+}
+
+func TestControllerCollectsOldEvents(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := NewController(store, raftstoretest.Logger(t), clock)
+	set := storeSet(t, store, clock)
+	for i, at := range []time.Time{clock.now.Add(-2 * time.Hour), clock.now.Add(-30 * time.Minute)} {
+		op, err := PutOp(raftstore.Events, setEvent(set, Event{Type: "Normal", Reason: []string{"Old", "Recent"}[i]}, at), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raftstoretest.Apply(t, store, op)
+	}
+	if _, err := c.SyncOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, e := range raftstore.ListOf[*corev1.Event](store.View(), raftstore.Events, "default") {
+		if e.Reason == "Old" || e.Reason == "Recent" {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	if strings.Join(reasons, ",") != "Recent" {
+		t.Errorf("events kept: %v, want only Recent", reasons)
+	}
+}
