@@ -267,7 +267,10 @@ func TestErrors(t *testing.T) {
 		"inspect": func() error { _, err := rt.Inspect(ctx, "ghost"); return err },
 		"start":   func() error { return rt.Start(ctx, "ghost") },
 		"stop":    func() error { return rt.Stop(ctx, "ghost", time.Second, 0) },
-		"exec":    func() error { _, err := rt.Exec(ctx, "ghost", containerd.ExecOptions{Cmd: []string{"/stub"}}); return err },
+		"exec": func() error {
+			_, err := rt.Exec(ctx, "ghost", containerd.ExecOptions{Cmd: []string{"/stub"}})
+			return err
+		},
 	} {
 		if err := call(); !errors.Is(err, containerd.ErrNotFound) {
 			t.Errorf("%s of a missing container: %v, want ErrNotFound", name, err)

@@ -14,7 +14,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,27 +240,42 @@ var (
 	stubErr  error
 )
 
-// StubBinary builds testdata/stub (static, CGO_ENABLED=0) once per test
-// binary and returns its path.
+// StubBinary builds testdata/stub (static, CGO_ENABLED=0) and returns its
+// path. The binary is kept under the temporary directory, named by the hash
+// of its source, so test runs share one build instead of leaving copies.
 func StubBinary(t testing.TB) string {
 	t.Helper()
 	stubOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		src := filepath.Join(filepath.Dir(file), "testdata", "stub")
-		dir, err := os.MkdirTemp("", "stub-")
+		code, err := os.ReadFile(filepath.Join(src, "main.go"))
 		if err != nil {
 			stubErr = err
 			return
 		}
+		sum := sha256.Sum256(append(code, runtime.Version()...))
+		dir := filepath.Join(os.TempDir(), "stead-stub-"+hex.EncodeToString(sum[:8]))
 		stubBin = filepath.Join(dir, "stub")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", stubBin, ".")
+		if _, err := os.Stat(stubBin); err == nil {
+			return
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			stubErr = err
+			return
+		}
+		// Built aside and renamed, so concurrent test binaries never see
+		// half a file.
+		tmp := filepath.Join(dir, fmt.Sprintf(".stub-%d", os.Getpid()))
+		cmd := exec.Command("go", "build", "-trimpath", "-o", tmp, ".")
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
 			stubErr = &buildError{err: err, out: out.String()}
+			return
 		}
+		stubErr = os.Rename(tmp, stubBin)
 	})
 	if stubErr != nil {
 		t.Fatalf("build stub: %v", stubErr)
