@@ -350,3 +350,37 @@ func TestImages(t *testing.T) {
 	spec := run(t, rt, containerd.ContainerSpec{ID: "fromweb", Image: "web:1", Args: []string{"info"}})
 	waitLog(t, spec.LogPath, "args=info")
 }
+
+// TestImageStopSignal: Stop with no signal uses the image's STOPSIGNAL.
+func TestImageStopSignal(t *testing.T) {
+	d := containerdtest.Start(t)
+	rt := d.Connect(t)
+	ctx := context.Background()
+	var buf bytes.Buffer
+	if _, err := image.BuildFromBinary(&buf, image.BuildOptions{Binary: containerdtest.StubBinary(t), Tag: "int-stop:1", StopSignal: "SIGINT"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.ImportArchive(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	img := containerdtest.StubImage(t, rt)
+	cases := []struct {
+		name, image string
+		sig         syscall.Signal
+		want        string
+	}{
+		{"image STOPSIGNAL", "int-stop:1", 0, "got SIGINT"},
+		{"default SIGTERM", img, 0, "got SIGTERM"},
+		{"explicit signal wins", "int-stop:1", syscall.SIGTERM, "got SIGTERM"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := run(t, rt, containerd.ContainerSpec{ID: fmt.Sprintf("sig-%d", i), Image: tc.image, Args: []string{"serve", "127.0.0.1:0"}})
+			waitLog(t, spec.LogPath, "serving on")
+			if err := rt.Stop(ctx, spec.ID, 10*time.Second, tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			waitLog(t, spec.LogPath, tc.want)
+		})
+	}
+}

@@ -56,6 +56,9 @@ type BuildOptions struct {
 	Cmd []string
 	// Env is added to the image's environment after PATH.
 	Env []string
+	// StopSignal is the image's STOPSIGNAL (e.g. "SIGINT"); empty means
+	// the runtime's default, SIGTERM.
+	StopSignal string
 	// ExtraFiles maps absolute paths in the image to host files copied there
 	// (mode preserved, owner root). Parent directories are created.
 	ExtraFiles map[string]string
@@ -109,6 +112,7 @@ func BuildFromBinary(w io.Writer, opts BuildOptions) (string, error) {
 			Entrypoint: entrypoint,
 			Cmd:        opts.Cmd,
 			WorkingDir: "/",
+			StopSignal: opts.StopSignal,
 		},
 		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
 	}

@@ -75,7 +75,7 @@ func TestBuildFromBinary(t *testing.T) {
 	bin := fakeBinary(t, "app", "#!not really an ELF\n")
 	extra := fakeBinary(t, "conf", "key=value\n")
 	var buf bytes.Buffer
-	name, err := BuildFromBinary(&buf, BuildOptions{Binary: bin, Tag: "web:1", Cmd: []string{"serve"}, ExtraFiles: map[string]string{"/etc/app/app.conf": extra}})
+	name, err := BuildFromBinary(&buf, BuildOptions{Binary: bin, Tag: "web:1", Cmd: []string{"serve"}, StopSignal: "SIGINT", ExtraFiles: map[string]string{"/etc/app/app.conf": extra}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestBuildFromBinary(t *testing.T) {
 	if err := json.Unmarshal(blob(m.Config), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(cfg.Config.Entrypoint, " ") != "/app" || strings.Join(cfg.Config.Cmd, " ") != "serve" || cfg.OS != "linux" {
+	if strings.Join(cfg.Config.Entrypoint, " ") != "/app" || strings.Join(cfg.Config.Cmd, " ") != "serve" || cfg.OS != "linux" || cfg.Config.StopSignal != "SIGINT" {
 		t.Errorf("config = %+v", cfg)
 	}
 	if len(m.Layers) != 1 || m.Layers[0].MediaType != ocispec.MediaTypeImageLayerGzip {

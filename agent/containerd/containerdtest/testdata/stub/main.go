@@ -24,7 +24,7 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		// Serves /hostname, /env/NAME, /file/PATH and /get?url= until
-		// SIGTERM, then exits 0.
+		// SIGTERM or SIGINT, then says which and exits 0.
 		ln, err := net.Listen("tcp", os.Args[2])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -57,11 +57,15 @@ func main() {
 			io.Copy(w, resp.Body)
 		})
 		term := make(chan os.Signal, 1)
-		signal.Notify(term, syscall.SIGTERM)
+		signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 		go http.Serve(ln, mux)
 		fmt.Println("serving on", ln.Addr())
-		<-term
-		fmt.Println("got SIGTERM")
+		switch <-term {
+		case syscall.SIGINT:
+			fmt.Println("got SIGINT")
+		default:
+			fmt.Println("got SIGTERM")
+		}
 		os.Exit(0)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
