@@ -478,7 +478,7 @@ func (wk *walk) converge() {
 		p := w.sync()
 		wk.note("converge: %v blocked=%v", summary(p), blockedSummary(p))
 		w.now = w.now.Add(time.Minute)
-		if len(summary(p)) == 0 && !p.StatusChanged && len(w.podsTerminating()) == 0 {
+		if len(summary(p)) == 0 && !p.StatusChanged && len(p.Blocked) == 0 && len(w.podsTerminating()) == 0 {
 			break
 		}
 	}
