@@ -12,6 +12,13 @@
 //
 // All containers live in one containerd namespace (Options.Namespace,
 // "stead" by default); nothing outside it is ever listed or touched.
+//
+// The client is containerd v1.7; the daemon may be 1.6 (Debian 12 ships
+// 1.6.20). Only services both have are used: containers, tasks, images,
+// content, snapshots, leases and events — not the transfer or sandbox
+// services of 1.7. Seccomp and AppArmor profiles are not applied (the
+// client's default spec has none); Privileged grants every capability and
+// device.
 package containerd
 
 import (
