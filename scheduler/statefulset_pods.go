@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"math"
+	"sort"
 	"strconv"
 	"time"
 
@@ -65,11 +66,7 @@ func podOrdinal(pod *corev1.Pod) int {
 }
 
 func sortPodsByOrdinal(pods []*corev1.Pod) {
-	for i := 1; i < len(pods); i++ {
-		for j := i; j > 0 && podOrdinal(pods[j]) < podOrdinal(pods[j-1]); j-- {
-			pods[j], pods[j-1] = pods[j-1], pods[j]
-		}
-	}
+	sort.SliceStable(pods, func(i, j int) bool { return podOrdinal(pods[i]) < podOrdinal(pods[j]) })
 }
 
 // podForUpdate returns the copy of pod this sync changes, making it on first

@@ -279,9 +279,9 @@ func (wk *walk) check(in Input, p Plan) {
 		}
 	}
 
-	// Status counts the pods the set owns (J.80), before this plan acts.
-	if p.Status.Replicas != int32(len(pods)) {
-		wk.fatalf("J.80 status.replicas %d, %d pods exist", p.Status.Replicas, len(pods))
+	// Status counts the pods the set owns once the plan is applied (J.80).
+	if p.Status.Replicas != int32(len(pods)+len(p.CreatePods)) {
+		wk.fatalf("J.80 status.replicas %d, %d pods exist and %d are created", p.Status.Replicas, len(pods), len(p.CreatePods))
 	}
 
 	// Creations.

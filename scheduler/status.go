@@ -6,6 +6,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // availabilityEpsilon is added to the time until a pod becomes Available
@@ -13,9 +14,13 @@ import (
 // minReadySeconds of readiness.
 const availabilityEpsilon = time.Millisecond
 
-// finishStatus computes the set's status from the pods it owns as observed
-// at the start of the sync (J.79–J.84), completes a finished rolling update
-// (H.70), and asks for a re-sync while pods wait out minReadySeconds (F.56).
+// finishStatus computes the set's status (J.79–J.84) as it stands once the
+// plan is applied: pods the plan creates count (Pending, at their revision),
+// pods it deletes count as terminating. Status and the actions it reflects
+// are committed together, so the status never lags the pods (Kubernetes
+// counts its own creations the same way). It then completes a finished
+// rolling update (H.70) and asks for a re-sync while pods wait out
+// minReadySeconds (F.56).
 func (s *setSync) finishStatus() {
 	st := appsv1.StatefulSetStatus{
 		ObservedGeneration: s.set.Generation,
@@ -29,7 +34,7 @@ func (s *setSync) finishStatus() {
 	for _, c := range s.set.Status.Conditions {
 		st.Conditions = append(st.Conditions, *c.DeepCopy())
 	}
-	for _, p := range s.pods {
+	count := func(p *corev1.Pod, terminating bool) {
 		// J.80: every pod object counts, terminating ones too.
 		st.Replicas++
 		// J.81–J.82: Ready and Available pods, terminating or not.
@@ -40,7 +45,7 @@ func (s *setSync) finishStatus() {
 			}
 		}
 		// J.83: only pods that are not terminating count towards revisions.
-		if !isTerminating(p) {
+		if !terminating {
 			if podRevision(p) == s.current.Name {
 				st.CurrentReplicas++
 			}
@@ -49,7 +54,12 @@ func (s *setSync) finishStatus() {
 			}
 		}
 	}
-	st.CurrentReplicas -= s.updateDeletedCurrentCount
+	for _, p := range s.pods {
+		count(p, s.terminating(p))
+	}
+	for _, p := range s.plan.CreatePods {
+		count(p, false)
+	}
 	completeRollingUpdate(s.set, &st)
 
 	s.plan.Status = st

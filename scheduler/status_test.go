@@ -245,3 +245,22 @@ func TestRolloutStatusFollowsReconcile(t *testing.T) {
 		"partitioned roll out complete: 3 new pods have been updated...",
 	})
 }
+
+func TestStatusCountsThePlan(t *testing.T) {
+	// J.80, J.83: the status written with a plan counts the pods it
+	// creates and treats the pods it deletes as terminating.
+	w := newWorld(t, newSet(3, parallel))
+	p := w.sync()
+	if st := p.Status; st.Replicas != 3 || st.CurrentReplicas != 3 || st.UpdatedReplicas != 3 || st.ReadyReplicas != 0 {
+		t.Errorf("first sync status = %+v, want 3 pods counted, none Ready", st)
+	}
+	if p := w.sync(); p.StatusChanged {
+		t.Errorf("J.85 second sync with nothing new changed the status: %+v", p.Status)
+	}
+	w.settle()
+	w.scale(1)
+	p = w.sync()
+	if st := p.Status; st.Replicas != 3 || st.ReadyReplicas != 3 || st.CurrentReplicas != 1 || st.UpdatedReplicas != 1 {
+		t.Errorf("scale-down status = %+v, want 3 pods, 3 Ready, 1 not terminating", st)
+	}
+}
