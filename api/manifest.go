@@ -69,11 +69,12 @@ func DecodeManifests(data []byte) ([]Object, error) {
 // server-owned metadata (uid, generation, timestamps, managedFields), which
 // the server sets.
 //
-// Any problem refuses the whole stream: the error wraps one *DecodeError
-// or *InvalidError per bad document (errors.Join), each matching
-// ErrInvalid and saying which document it is about. Limits (MaxManifestBytes,
-// MaxDocuments, MaxDocumentBytes, MaxDepth, MaxNodes, MaxExpandedBytes) are
-// checked before decoding and also match ErrTooLarge.
+// Any problem refuses the whole stream, including the same object defined
+// twice. The error is a *DecodeError or an *InvalidError, or when there
+// are several problems their errors.Join; each matches ErrInvalid and says
+// which document it is about. Limits (MaxManifestBytes, MaxDocuments,
+// MaxDocumentBytes, MaxDepth, MaxNodes, MaxExpandedBytes) are checked
+// before decoding and also match ErrTooLarge.
 func DecodeManifestsWith(data []byte, opts DecodeOptions) ([]Object, error) {
 	if len(data) > MaxManifestBytes {
 		return nil, &DecodeError{Err: fmt.Errorf("%w: the manifest is %d bytes, more than the limit of %d (4 MiB)", ErrTooLarge, len(data), MaxManifestBytes)}
@@ -86,6 +87,7 @@ func DecodeManifestsWith(data []byte, opts DecodeOptions) ([]Object, error) {
 	d := decoder{opts: opts}
 	var objs []Object
 	var errs []error
+	seen := map[objectKey]Source{}
 	for _, doc := range docs {
 		got, err := d.decodeDocument(doc)
 		if err != nil {
@@ -95,21 +97,50 @@ func DecodeManifestsWith(data []byte, opts DecodeOptions) ([]Object, error) {
 			}
 			continue
 		}
-		objs = append(objs, got...)
+		for _, g := range got {
+			// The same object twice would make the outcome depend on the
+			// order in which they are applied.
+			key := objectKey{g.obj.GetObjectKind().GroupVersionKind().Kind, g.obj.GetNamespace(), g.obj.GetName()}
+			if first, dup := seen[key]; dup {
+				errs = append(errs, &DecodeError{Source: g.src, Kind: key.kind, Name: key.name, Path: "metadata.name",
+					Err: fmt.Errorf("%s %s/%s is also defined by %s", key.kind, key.namespace, key.name, first)})
+				continue
+			}
+			seen[key] = g.src
+			objs = append(objs, g.obj)
+		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, joinErrors(errs)
 	}
 	return objs, nil
+}
+
+// joinErrors returns a lone error as itself, several as their join.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 type decoder struct {
 	opts DecodeOptions
 }
 
+type objectKey struct {
+	kind, namespace, name string
+}
+
+// decoded is an object and where it was found.
+type decoded struct {
+	obj Object
+	src Source
+}
+
 // decodeDocument checks one document against the limits, turns YAML into
 // JSON and decodes it.
-func (d decoder) decodeDocument(doc rawDoc) ([]Object, error) {
+func (d decoder) decodeDocument(doc rawDoc) ([]decoded, error) {
 	if doc.err != nil {
 		return nil, doc.err
 	}
@@ -144,7 +175,7 @@ type typeMeta struct {
 	apiVersion, kind, name string
 }
 
-func (d decoder) decodeJSON(js []byte, src Source) ([]Object, error) {
+func (d decoder) decodeJSON(js []byte, src Source) ([]decoded, error) {
 	if len(js) == 0 || js[0] != '{' {
 		return nil, &DecodeError{Source: src, Err: fmt.Errorf("a manifest document must be a mapping with apiVersion and kind, not %s", jsonKind(js))}
 	}
@@ -219,7 +250,7 @@ func (d decoder) decodeJSON(js []byte, src Source) ([]Object, error) {
 		}
 		return nil, err
 	}
-	return []Object{obj}, nil
+	return []decoded{{obj, src}}, nil
 }
 
 // prepare makes a freshly decoded object ready to store: it drops what the
@@ -279,7 +310,7 @@ func (d decoder) setNamespace(obj Object, src Source, tm typeMeta) error {
 }
 
 // decodeList decodes the items of a v1 List, each as its own document.
-func (d decoder) decodeList(js []byte, src Source) ([]Object, error) {
+func (d decoder) decodeList(js []byte, src Source) ([]decoded, error) {
 	var list struct {
 		metav1.TypeMeta `json:",inline"`
 		Metadata        metav1.ListMeta     `json:"metadata,omitempty"`
@@ -288,7 +319,7 @@ func (d decoder) decodeList(js []byte, src Source) ([]Object, error) {
 	if err := decodeStrict(js, &list, src, typeMeta{kind: "List"}); err != nil {
 		return nil, err
 	}
-	var objs []Object
+	var objs []decoded
 	var errs []error
 	for i, item := range list.Items {
 		itemSrc := src
@@ -301,7 +332,7 @@ func (d decoder) decodeList(js []byte, src Source) ([]Object, error) {
 		objs = append(objs, got...)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, joinErrors(errs)
 	}
 	return objs, nil
 }
@@ -368,7 +399,7 @@ func decodeStrict(js []byte, obj any, src Source, tm typeMeta) error {
 		}
 		errs = append(errs, de)
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs)
 }
 
 var (

@@ -503,6 +503,19 @@ func TestDecodeInvalidObjects(t *testing.T) {
 				`...(1000000 bytes)": must be no more than 52 characters, because pods carry the label controller-revision-hash=<name>-<10-character hash>, whose value is limited to 63 characters`,
 		},
 		{
+			name: "generateName",
+			obj:  setWith(func(s *appsv1.StatefulSet) { s.GenerateName = "web-" }),
+			want: []string{"FieldValueForbidden metadata.generateName"},
+		},
+		{
+			name: "host port other than the container port on the host network",
+			obj: setWith(func(s *appsv1.StatefulSet) {
+				s.Spec.Template.Spec.HostNetwork = true
+				s.Spec.Template.Spec.Containers[0].Ports[0].HostPort = 8080
+			}),
+			want: []string{"FieldValueInvalid spec.template.spec.containers[0].ports[0].hostPort"},
+		},
+		{
 			name: "negative revision history",
 			obj:  setWith(func(s *appsv1.StatefulSet) { s.Spec.RevisionHistoryLimit = ptrTo[int32](-1) }),
 			want: []string{"FieldValueInvalid spec.revisionHistoryLimit"},
@@ -873,6 +886,9 @@ func TestDecodeInvalidObjects(t *testing.T) {
 				return
 			}
 			inv := asInvalid(t, err)
+			if _, ok := err.(*InvalidError); !ok {
+				t.Errorf("error is a %T, want the *InvalidError itself", err)
+			}
 			if inv.Doc != 1 || inv.Line != 1 {
 				t.Errorf("source %+v, want document 1 line 1", inv.Source)
 			}
@@ -1098,6 +1114,13 @@ func TestDecodeMalformed(t *testing.T) {
 			msg:   `document 1 (line 1), item 2: Service "b": spec.bogus: unknown field`,
 		},
 		{
+			name:  "the same object twice",
+			input: "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}, spec: {clusterIP: None}}\n---\n" + "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  clusterIP: None\n",
+			doc:   2,
+			path:  "metadata.name",
+			msg:   `document 2 (line 6): Service "a": metadata.name: Service default/a is also defined by document 1 (line 1), item 1`,
+		},
+		{
 			name:  "JSON syntax error in a later object",
 			input: `{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}, "spec": {"clusterIP": "None"}}` + "\n" + `{"apiVersion": "v1", "kind": "Service",}`,
 			doc:   2,
@@ -1114,6 +1137,9 @@ func TestDecodeMalformed(t *testing.T) {
 				t.Errorf("objects %v returned with an error", ids(objs))
 			}
 			de := asDecode(t, err)
+			if _, ok := err.(*DecodeError); !ok {
+				t.Errorf("error is a %T, want the *DecodeError itself", err)
+			}
 			if de.Doc != tt.doc {
 				t.Errorf("document %d, want %d", de.Doc, tt.doc)
 			}
@@ -1278,5 +1304,42 @@ func TestDecodeDropsServerFields(t *testing.T) {
 	}
 	if !equality.Semantic.DeepEqual(got.Status, appsv1.StatefulSetStatus{}) {
 		t.Errorf("status kept: %+v", got.Status)
+	}
+}
+
+func TestDecodeConcurrently(t *testing.T) {
+	web := readTestdata(t, "web.yaml")
+	bomb := []byte(billionLaughs(9, 10))
+	deep := []byte("a: " + strings.Repeat("[", 100) + strings.Repeat("]", 100) + "\n")
+	errs := make(chan error, 24)
+	for i := 0; i < 8; i++ {
+		go func() {
+			objs, err := DecodeManifests(web)
+			if err == nil && len(objs) != 2 {
+				err = fmt.Errorf("web.yaml gave %d objects", len(objs))
+			}
+			errs <- err
+		}()
+		go func() {
+			_, err := DecodeManifests(bomb)
+			if !errors.Is(err, errTooManyNodes) {
+				errs <- fmt.Errorf("alias bomb: %v", err)
+				return
+			}
+			errs <- nil
+		}()
+		go func() {
+			_, err := DecodeManifests(deep)
+			if !errors.Is(err, errTooDeep) {
+				errs <- fmt.Errorf("deep: %v", err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < 24; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

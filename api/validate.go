@@ -32,7 +32,7 @@ const MaxStatefulSetNameLength = 52
 // ValidateStatefulSet checks a defaulted StatefulSet before it is created.
 // It returns nil or an *InvalidError listing every problem.
 func ValidateStatefulSet(s *appsv1.StatefulSet) error {
-	errs := apivalidation.ValidateObjectMeta(&s.ObjectMeta, true, validateStatefulSetName, field.NewPath("metadata"))
+	errs := validateObjectMeta(&s.ObjectMeta, validateStatefulSetName, field.NewPath("metadata"))
 	errs = append(errs, validateStatefulSetSpec(&s.Spec, field.NewPath("spec"))...)
 	return newInvalid("apps", KindStatefulSet, &s.ObjectMeta, errs)
 }
@@ -86,10 +86,22 @@ func validateStatefulSetName(name string, prefix bool) []string {
 	return out
 }
 
-// validateObjectMetaExceptName is ValidateObjectMeta without the name rule.
+// validateObjectMeta is Kubernetes' check of a namespaced object's
+// metadata, less generateName: objects are applied by name.
+func validateObjectMeta(m *metav1.ObjectMeta, nameFn apivalidation.ValidateNameFunc, fldPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if m.GenerateName != "" {
+		errs = append(errs, field.Forbidden(fldPath.Child("generateName"), "is not supported by Stead; set metadata.name"))
+		m = m.DeepCopy()
+		m.GenerateName = ""
+	}
+	return append(errs, apivalidation.ValidateObjectMeta(m, true, nameFn, fldPath)...)
+}
+
+// validateObjectMetaExceptName is validateObjectMeta without the name rule.
 func validateObjectMetaExceptName(m *metav1.ObjectMeta, fldPath *field.Path) field.ErrorList {
 	anyName := func(string, bool) []string { return nil }
-	return apivalidation.ValidateObjectMeta(m, true, anyName, fldPath)
+	return validateObjectMeta(m, anyName, fldPath)
 }
 
 func validateStatefulSetSpec(spec *appsv1.StatefulSetSpec, fldPath *field.Path) field.ErrorList {
@@ -316,7 +328,7 @@ func validateClaimTemplates(claims []corev1.PersistentVolumeClaim, fldPath *fiel
 // ValidateService checks a defaulted Service before it is created. It
 // returns nil or an *InvalidError listing every problem.
 func ValidateService(s *corev1.Service) error {
-	errs := apivalidation.ValidateObjectMeta(&s.ObjectMeta, true, apivalidation.NameIsDNS1035Label, field.NewPath("metadata"))
+	errs := validateObjectMeta(&s.ObjectMeta, apivalidation.NameIsDNS1035Label, field.NewPath("metadata"))
 	errs = append(errs, validateServiceSpec(&s.Spec, field.NewPath("spec"))...)
 	return newInvalid("", KindService, &s.ObjectMeta, errs)
 }

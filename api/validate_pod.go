@@ -35,6 +35,17 @@ func validatePodSpec(spec *corev1.PodSpec, claims sets.Set[string], fldPath *fie
 	for i := range spec.Containers {
 		errs = append(errs, validateContainer(&spec.Containers[i], false, names, volumes, fldPath.Child("containers").Index(i))...)
 	}
+	if spec.HostNetwork {
+		// On the node's network a container listens on the node's port.
+		for i, c := range spec.Containers {
+			for j, p := range c.Ports {
+				if p.HostPort != 0 && p.HostPort != p.ContainerPort {
+					errs = append(errs, field.Invalid(fldPath.Child("containers").Index(i).Child("ports").Index(j).Child("hostPort"),
+						p.HostPort, "must match `containerPort` when `hostNetwork` is true"))
+				}
+			}
+		}
+	}
 	if len(spec.EphemeralContainers) > 0 {
 		errs = append(errs, field.Forbidden(fldPath.Child("ephemeralContainers"), "cannot be set in a pod template"))
 	}
