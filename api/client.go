@@ -72,6 +72,9 @@ func Path(r Resource, ns, name, sub string) string {
 type ListOptions struct {
 	// LabelSelector is a Kubernetes label selector: "app=nginx,tier!=db".
 	LabelSelector string
+	// FieldSelector selects by metadata.name, metadata.namespace,
+	// spec.nodeName or status.phase: "spec.nodeName=node-a".
+	FieldSelector string
 	// Index, when non-zero, makes the call block until the state index
 	// passes it or Wait elapses (a blocking query).
 	Index uint64
@@ -83,6 +86,9 @@ func (o ListOptions) query() url.Values {
 	q := url.Values{}
 	if o.LabelSelector != "" {
 		q.Set("labelSelector", o.LabelSelector)
+	}
+	if o.FieldSelector != "" {
+		q.Set("fieldSelector", o.FieldSelector)
 	}
 	if o.Index > 0 {
 		q.Set("index", strconv.FormatUint(o.Index, 10))

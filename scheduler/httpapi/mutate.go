@@ -56,36 +56,56 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 		return apierrors.NewBadRequest(fmt.Sprintf("metadata.name: Invalid value: %q: %s", name, errs[0]))
 	}
 	obj.SetNamespace(ns)
-	v := s.cfg.Store.View()
-	var ops []raftstore.Op
-	cur, exists := v.Get(kind, ns, name)
-	var op raftstore.Op
-	if exists {
-		want := scheduler.Version(obj)
-		if want != 0 && want != scheduler.Version(cur) {
-			return apierrors.NewConflict(groupResource(res), name, errors.New("the object has been modified; read it again and retry"))
+	// A body without a resourceVersion replaces whatever is stored, so the
+	// server retries when another write slips in between; one with a
+	// resourceVersion is a compare-and-swap the client asked for.
+	wantVersion := scheduler.Version(obj)
+	var idx uint64
+	attempt := 0
+	err = retryConflicts(func() error {
+		obj := obj.DeepCopyObject().(raftstore.Object)
+		v := s.cfg.Store.View()
+		var ops []raftstore.Op
+		cur, exists := v.Get(kind, ns, name)
+		if node, ok := obj.(*corev1.Node); ok {
+			var existing *corev1.Node
+			if exists {
+				existing = cur.(*corev1.Node)
+			}
+			if err := s.registerNode(v, node, existing); err != nil {
+				return err
+			}
 		}
-		obj.SetUID(cur.GetUID())
-		obj.SetCreationTimestamp(cur.GetCreationTimestamp())
-		op, err = scheduler.PutOp(kind, obj, scheduler.Version(cur))
-	} else {
-		if scheduler.Version(obj) != 0 {
-			return apierrors.NewNotFound(groupResource(res), name)
+		var op raftstore.Op
+		var err error
+		if exists {
+			if wantVersion != 0 && wantVersion != scheduler.Version(cur) {
+				return apierrors.NewConflict(groupResource(res), name, errors.New("the object has been modified; read it again and retry"))
+			}
+			obj.SetUID(cur.GetUID())
+			obj.SetCreationTimestamp(cur.GetCreationTimestamp())
+			op, err = scheduler.PutOp(kind, obj, scheduler.Version(cur))
+		} else {
+			if wantVersion != 0 {
+				return apierrors.NewNotFound(groupResource(res), name)
+			}
+			s.stampNew(obj)
+			op, err = scheduler.PutOp(kind, obj, 0)
 		}
-		s.stampNew(obj)
-		op, err = scheduler.PutOp(kind, obj, 0)
-	}
-	if err != nil {
-		return err
-	}
-	if res.Namespaced {
-		nsOp, err := s.ensureNamespace(ns)
 		if err != nil {
 			return err
 		}
-		ops = append(ops, nsOp)
-	}
-	idx, err := s.commit(r, append(ops, op), 0)
+		if res.Namespaced {
+			nsOp, err := s.ensureNamespace(ns)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, nsOp)
+		}
+		idx, err = s.commit(r, append(ops, op), attempt)
+		attempt++
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -96,6 +100,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	fields := fields.Everything()
+	if q := r.URL.Query().Get("fieldSelector"); q != "" {
+		if fields, err = fieldSelector(q); err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
 	v, err := s.view(r)
 	if err != nil {
 		s.fail(w, err)
@@ -105,7 +116,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	out.APIVersion, out.Kind = "v1", "List"
 	out.ResourceVersion = strconv.FormatUint(v.Index(), 10)
 	for _, o := range v.List(raftstore.Kind(res.Name), ns) {
-		if !sel.Matches(labels.Set(o.GetLabels())) {
+		if !sel.Matches(labels.Set(o.GetLabels())) || !fields.Matches(objectFields(o)) {
 			continue
 		}
 		data, err := json.Marshal(o)
@@ -141,4 +152,33 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v.Index(), o)
+}
+
+// selectableFields are the fields a fieldSelector may name, as in
+// Kubernetes: agents list the pods bound to their node with
+// fieldSelector=spec.nodeName=NODE.
+var selectableFields = []string{"metadata.name", "metadata.namespace", "spec.nodeName", "status.phase"}
+
+// fieldSelector parses a fieldSelector, refusing fields it cannot match.
+func fieldSelector(q string) (fields.Selector, error) {
+	sel, err := fields.ParseSelector(q)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("fieldSelector: %v", err))
+	}
+	for _, req := range sel.Requirements() {
+		if !slices.Contains(selectableFields, req.Field) {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("fieldSelector: field %q is not supported; use one of %s", req.Field, strings.Join(selectableFields, ", ")))
+		}
+	}
+	return sel, nil
+}
+
+// objectFields returns the selectable fields of o.
+func objectFields(o raftstore.Object) fields.Set {
+	set := fields.Set{"metadata.name": o.GetName(), "metadata.namespace": o.GetNamespace()}
+	if pod, ok := o.(*corev1.Pod); ok {
+		set["spec.nodeName"] = pod.Spec.NodeName
+		set["status.phase"] = string(pod.Status.Phase)
+	}
+	return set
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -53,6 +54,9 @@ type Config struct {
 	// ForwardClient sends writes to the leader; a client with a 30 s
 	// timeout when nil.
 	ForwardClient *http.Client
+	// ClusterCIDR is the range nodes' pod subnets come from;
+	// DefaultClusterCIDR when not valid.
+	ClusterCIDR netip.Prefix
 }
 
 // Server is the HTTP API of one Stead server. It is an http.Handler, safe
@@ -70,6 +74,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if !cfg.ClusterCIDR.IsValid() {
+		cfg.ClusterCIDR = DefaultClusterCIDR
 	}
 	if cfg.ForwardClient == nil {
 		cfg.ForwardClient = &http.Client{Timeout: 30 * time.Second}

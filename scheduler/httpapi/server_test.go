@@ -554,3 +554,84 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		t.Fatalf("status from s2: %+v", st)
 	}
 }
+
+func TestNodeRegistrationKeepsServerOwnedSpec(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	nodes := res(t, "nodes")
+	register := func(name string) *corev1.Node {
+		t.Helper()
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}}}
+		var out corev1.Node
+		if _, err := ts.client.Put(ctx, nodes, "", name, n, &out); err != nil {
+			t.Fatal(err)
+		}
+		return &out
+	}
+	a, b := register("node-a"), register("node-b")
+	if a.Spec.PodCIDR != "10.244.0.0/24" || b.Spec.PodCIDR != "10.244.1.0/24" {
+		t.Fatalf("pod subnets %q and %q, want 10.244.0.0/24 and 10.244.1.0/24", a.Spec.PodCIDR, b.Spec.PodCIDR)
+	}
+	ready := func(n *corev1.Node) corev1.ConditionStatus {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status
+			}
+		}
+		return ""
+	}
+	if ready(a) != corev1.ConditionTrue {
+		t.Errorf("registered node not Ready: %+v", a.Status.Conditions)
+	}
+	// The server owns the spec: a cordon survives the agent registering again.
+	cordoned := a.DeepCopy()
+	cordoned.Spec.Unschedulable = true
+	op, err := scheduler.PutOp(raftstore.Nodes, cordoned, scheduler.Version(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.store.Apply(ctx, raftstore.Txn{RequestID: newRequestID(), Ops: []raftstore.Op{op}}); err != nil {
+		t.Fatal(err)
+	}
+	again := register("node-a")
+	if !again.Spec.Unschedulable || again.Spec.PodCIDR != "10.244.0.0/24" || again.UID != a.UID {
+		t.Errorf("re-registered node-a: unschedulable %v podCIDR %q uid %s", again.Spec.Unschedulable, again.Spec.PodCIDR, again.UID)
+	}
+}
+
+func TestFieldSelector(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); err != nil {
+		t.Fatal(err)
+	}
+	var set appsv1.StatefulSet
+	ts.client.Get(ctx, res(t, "sts"), "default", "web", &set)
+	putPod(t, ts, &set, "web-0", "node-a")
+	putPod(t, ts, &set, "web-1", "node-b")
+	putPod(t, ts, &set, "web-2", "")
+	tests := []struct{ selector, want string }{
+		{"spec.nodeName=node-a", "web-0"},
+		{"spec.nodeName!=node-a", "web-1,web-2"},
+		{"spec.nodeName=", "web-2"},
+		{"metadata.name=web-1", "web-1"},
+	}
+	for _, tt := range tests {
+		l, _, err := ts.client.List(ctx, res(t, "pods"), "", api.ListOptions{FieldSelector: tt.selector})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, raw := range l.Items {
+			var m metav1.PartialObjectMetadata
+			json.Unmarshal(raw, &m)
+			names = append(names, m.Name)
+		}
+		if got := strings.Join(names, ","); got != tt.want {
+			t.Errorf("fieldSelector %q: %q, want %q", tt.selector, got, tt.want)
+		}
+	}
+	if _, _, err := ts.client.List(ctx, res(t, "pods"), "", api.ListOptions{FieldSelector: "spec.hostname=x"}); !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), "spec.nodeName") {
+		t.Errorf("unsupported field: %v", err)
+	}
+}

@@ -1,0 +1,80 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stead-io/stead/raftstore"
+)
+
+// DefaultClusterCIDR is the range pod subnets are handed out from.
+var DefaultClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
+
+// nodeSubnetBits is the size of each node's pod subnet: a /24.
+const nodeSubnetBits = 24
+
+// registerNode prepares the stored form of a node an agent registered. The
+// agent owns the node's labels, addresses and capacity; the server owns its
+// spec (pod subnet, cordon, taints) and its Ready condition, so a restarted
+// agent never undoes a cordon or changes its pod subnet.
+func (s *Server) registerNode(v *raftstore.View, node *corev1.Node, existing *corev1.Node) error {
+	now := metav1.NewTime(s.cfg.Now().UTC().Truncate(time.Second))
+	if existing != nil {
+		node.Spec = *existing.Spec.DeepCopy()
+	}
+	if node.Spec.PodCIDR == "" {
+		cidr, err := freeSubnet(v, s.cfg.ClusterCIDR)
+		if err != nil {
+			return err
+		}
+		node.Spec.PodCIDR = cidr.String()
+		node.Spec.PodCIDRs = []string{node.Spec.PodCIDR}
+	}
+	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "AgentReady",
+		Message: "stead agent is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}
+	if existing != nil {
+		for _, c := range existing.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready.LastTransitionTime = c.LastTransitionTime
+			}
+		}
+	}
+	var conds []corev1.NodeCondition
+	for _, c := range node.Status.Conditions {
+		if c.Type != corev1.NodeReady {
+			conds = append(conds, c)
+		}
+	}
+	node.Status.Conditions = append(conds, ready)
+	return nil
+}
+
+// freeSubnet returns the lowest node-sized subnet of cluster that no node holds.
+func freeSubnet(v *raftstore.View, cluster netip.Prefix) (netip.Prefix, error) {
+	used := map[netip.Prefix]bool{}
+	for _, n := range raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "") {
+		if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil {
+			used[p.Masked()] = true
+		}
+	}
+	if cluster.Bits() > nodeSubnetBits {
+		return netip.Prefix{}, fmt.Errorf("cluster CIDR %s is smaller than one node subnet (/%d)", cluster, nodeSubnetBits)
+	}
+	step := uint32(1) << (32 - nodeSubnetBits)
+	count := uint32(1) << (nodeSubnetBits - cluster.Bits())
+	base := cluster.Masked().Addr().As4()
+	start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	for i := range count {
+		a := start + i*step
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), nodeSubnetBits)
+		if !used[p] {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("every /%d of cluster CIDR %s is taken: remove nodes that are gone (stead delete node NAME) or use a larger --cluster-cidr", nodeSubnetBits, cluster)
+}
+
