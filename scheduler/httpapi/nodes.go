@@ -77,4 +77,3 @@ func freeSubnet(v *raftstore.View, cluster netip.Prefix) (netip.Prefix, error) {
 	}
 	return netip.Prefix{}, fmt.Errorf("every /%d of cluster CIDR %s is taken: remove nodes that are gone (stead delete node NAME) or use a larger --cluster-cidr", nodeSubnetBits, cluster)
 }
-
