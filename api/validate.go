@@ -334,14 +334,18 @@ func ValidateService(s *corev1.Service) error {
 }
 
 // ValidateServiceUpdate checks that the defaulted Service updated may
-// replace old: it must be valid and keep its name, namespace and cluster IP.
+// replace old: it must be valid and keep its name, namespace and cluster
+// IP. An empty clusterIP in updated means "unchanged", as in Kubernetes,
+// whose registry copies the old one in.
 func ValidateServiceUpdate(old, updated *corev1.Service) error {
 	meta := field.NewPath("metadata")
 	errs := apivalidation.ValidateImmutableField(updated.Name, old.Name, meta.Child("name"))
 	errs = append(errs, apivalidation.ValidateImmutableField(updated.Namespace, old.Namespace, meta.Child("namespace"))...)
 	errs = append(errs, validateObjectMetaExceptName(&updated.ObjectMeta, meta)...)
 	errs = append(errs, validateServiceSpec(&updated.Spec, field.NewPath("spec"))...)
-	errs = append(errs, apivalidation.ValidateImmutableField(updated.Spec.ClusterIP, old.Spec.ClusterIP, field.NewPath("spec", "clusterIP"))...)
+	if updated.Spec.ClusterIP != "" {
+		errs = append(errs, apivalidation.ValidateImmutableField(updated.Spec.ClusterIP, old.Spec.ClusterIP, field.NewPath("spec", "clusterIP"))...)
+	}
 	return newInvalid("", KindService, &updated.ObjectMeta, errs)
 }
 

@@ -128,7 +128,8 @@ func TestValidateServiceUpdate(t *testing.T) {
 		}},
 		{name: "selector", change: func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "web"} }},
 		{name: "publishNotReadyAddresses", change: func(s *corev1.Service) { s.Spec.PublishNotReadyAddresses = true }},
-		{name: "headless to not", change: func(s *corev1.Service) { s.Spec.ClusterIP = "" }, want: []string{"FieldValueInvalid spec.clusterIP"}},
+		{name: "clusterIP left empty", change: func(s *corev1.Service) { s.Spec.ClusterIP = "" }},
+		{name: "headless to an address", change: func(s *corev1.Service) { s.Spec.ClusterIP = "10.0.0.7" }, want: []string{"FieldValueInvalid spec.clusterIP"}},
 		{name: "name", change: func(s *corev1.Service) { s.Name = "web" }, want: []string{"FieldValueInvalid metadata.name"}},
 	}
 	for _, tt := range tests {
