@@ -90,9 +90,11 @@ type Plan struct {
 	// even if nothing changes, so that pods becoming Available after
 	// minReadySeconds are noticed (F.56).
 	RequeueAfter time.Duration
-	// DeletionComplete is true when the set is being deleted (cascading)
-	// and none of its pods remain: once this plan is applied the set object
-	// itself may be removed.
+	// DeletionComplete is true when the set is being deleted with
+	// cascading deletion and none of its pods remain: once this plan (which
+	// then deletes the set's revisions and Delete-policy claims) is applied,
+	// the set object itself may be removed. It is never set while the set
+	// carries the orphan finalizer; orphaning is the caller's to finish.
 	DeletionComplete bool
 }
 

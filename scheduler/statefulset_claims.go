@@ -356,7 +356,7 @@ func (s *setSync) collectClaims() {
 			switch {
 			case so.matches(r) && r.UID == s.set.UID:
 				gone = gone && s.deleting && !s.orphaning && p.deleteWhenDeleted
-			case r.APIVersion == "v1" && r.Kind == "Pod" && isMemberOf(s.set, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: r.Name}}):
+			case r.APIVersion == "v1" && r.Kind == "Pod" && isMember(s.set, r.Name):
 				gone = gone && !podUIDs[r.UID] && p.deleteWhenScaled
 			default:
 				gone = false

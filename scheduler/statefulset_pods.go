@@ -22,7 +22,7 @@ import (
 // labels and its name is "<set>-<ordinal>" (B.11).
 func (s *setSync) claimPods() {
 	for _, pod := range s.nsPods {
-		match := s.selector.Matches(labels.Set(pod.Labels)) && isMemberOf(s.set, pod)
+		match := s.selector.Matches(labels.Set(pod.Labels)) && isMember(s.set, pod.Name)
 		ref := metav1.GetControllerOfNoCopy(pod)
 		switch {
 		case ref != nil && ref.UID != s.set.UID:
@@ -40,20 +40,22 @@ func (s *setSync) claimPods() {
 			// An orphan we may not adopt: not ours by selector or name, the
 			// set is going away, or the pod itself is.
 		default:
-			// M.97: adopt the orphan; it takes part in this sync.
+			// M.97: adopt the orphan; it takes part in this sync. A plain
+			// (non-controller) reference to the set becomes the controller
+			// reference.
 			u := s.podForUpdate(pod)
-			u.OwnerReferences = append(u.OwnerReferences, *metav1.NewControllerRef(s.set, setKind))
+			u.OwnerReferences = append(removeOwnerUID(u.OwnerReferences, s.set.UID), *metav1.NewControllerRef(s.set, setKind))
 			s.pods = append(s.pods, u)
 		}
 	}
 	sortPodsByOrdinal(s.pods)
 }
 
-// isMemberOf reports whether pod's name is "<set>-<ordinal>" with the
+// isMember reports whether a pod name is "<set>-<ordinal>" with the
 // canonical decimal ordinal, so that no two names map to one ordinal.
-func isMemberOf(set *appsv1.StatefulSet, pod *corev1.Pod) bool {
-	parent, ord, ok := api.ParseOrdinal(pod.Name)
-	return ok && parent == set.Name && ord <= math.MaxInt32 && api.ReplicaName(set.Name, ord) == pod.Name
+func isMember(set *appsv1.StatefulSet, name string) bool {
+	parent, ord, ok := api.ParseOrdinal(name)
+	return ok && parent == set.Name && ord <= math.MaxInt32 && api.ReplicaName(set.Name, ord) == name
 }
 
 // podOrdinal returns the ordinal in a member pod's name, -1 for others.

@@ -1254,3 +1254,20 @@ func TestReconcileDoesNotModifyInput(t *testing.T) {
 		t.Errorf("two runs on the same input differ:\n%v\n%v", summary(a), summary(b))
 	}
 }
+
+func TestReconcileAdoptsPlainOwnerReference(t *testing.T) {
+	// M.97: a pod that refers to the set without being controlled by it is
+	// adopted with one controller reference, not a second reference.
+	w := newWorld(t, newSet(1))
+	w.settle()
+	p := w.pod("web-0").DeepCopy()
+	no := false
+	p.OwnerReferences[0].Controller = &no
+	w.pods["web-0"] = p
+	plan := w.sync()
+	checkLines(t, "plan", summary(plan), []string{"update web-0"})
+	refs := plan.UpdatePods[0].OwnerReferences
+	if len(refs) != 1 || refs[0].Controller == nil || !*refs[0].Controller || refs[0].UID != w.set.UID {
+		t.Errorf("owner references = %+v, want one controller reference to the set", refs)
+	}
+}

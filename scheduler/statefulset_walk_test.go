@@ -523,6 +523,13 @@ func (wk *walk) converge() {
 	if len(w.pods) != 0 || len(w.revs) != 0 {
 		wk.fatalf("after deletion: pods %v revisions %v", w.podNames(), sortedKeys(w.revs))
 	}
+	// E.38: with whenDeleted=Delete no claim owned by the set survives it.
+	for _, name := range sortedKeys(w.claims) {
+		c := w.claims[name]
+		if policyOf(w.set).deleteWhenDeleted && c.DeletionTimestamp == nil && hasOwnerRef(c, w.set.UID) {
+			wk.fatalf("E.38 claim %s owned by the deleted set is kept", name)
+		}
+	}
 }
 
 func (w *world) podsTerminating() []string {
