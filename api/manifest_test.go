@@ -516,6 +516,21 @@ func TestDecodeInvalidObjects(t *testing.T) {
 			want: []string{"FieldValueInvalid spec.template.spec.containers[0].ports[0].hostPort"},
 		},
 		{
+			name: "NUL characters from escapes",
+			obj: setWith(func(s *appsv1.StatefulSet) {
+				c := &s.Spec.Template.Spec.Containers[0]
+				c.Args = []string{"ok", "a\x00b"}
+				c.VolumeMounts[0].SubPath = "data\x00"
+				s.Spec.Template.Annotations = map[string]string{"note\x00": "x"}
+			}),
+			want: []string{
+				"FieldValueInvalid spec.template.metadata.annotations",
+				"FieldValueInvalid spec.template.metadata.annotations",
+				"FieldValueInvalid spec.template.spec.containers[0].args[1]",
+				"FieldValueInvalid spec.template.spec.containers[0].volumeMounts[0].subPath",
+			},
+		},
+		{
 			name: "negative revision history",
 			obj:  setWith(func(s *appsv1.StatefulSet) { s.Spec.RevisionHistoryLimit = ptrTo[int32](-1) }),
 			want: []string{"FieldValueInvalid spec.revisionHistoryLimit"},
@@ -1341,5 +1356,31 @@ func TestDecodeConcurrently(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func TestDecodeRefusesEscapedNUL(t *testing.T) {
+	tests := []struct {
+		name, input, want string
+	}{
+		{
+			name:  "YAML escape",
+			input: "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  annotations:\n    note: \"x\\0y\"\nspec:\n  clusterIP: None\n",
+			want:  `document 1 (line 1): Service "a" is invalid: metadata.annotations[note]: Invalid value: "x\x00y": must not contain a NUL character`,
+		},
+		{
+			name:  "JSON escape",
+			input: `{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "labels": {"app": "web"}}, "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"name": "w\u0000", "port": 80}]}}`,
+			want:  `document 1 (line 1): Service "a" is invalid: [spec.ports[0].name: Invalid value: "w\x00": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?'), spec.ports[0].name: Invalid value: "w\x00": must not contain a NUL character]`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeManifests([]byte(tt.input))
+			asInvalid(t, err)
+			if err.Error() != tt.want {
+				t.Errorf("error\n got: %s\nwant: %s", err, tt.want)
+			}
+		})
 	}
 }

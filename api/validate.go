@@ -34,6 +34,7 @@ const MaxStatefulSetNameLength = 52
 func ValidateStatefulSet(s *appsv1.StatefulSet) error {
 	errs := validateObjectMeta(&s.ObjectMeta, validateStatefulSetName, field.NewPath("metadata"))
 	errs = append(errs, validateStatefulSetSpec(&s.Spec, field.NewPath("spec"))...)
+	errs = append(errs, validateNoNUL(s)...)
 	return newInvalid("apps", KindStatefulSet, &s.ObjectMeta, errs)
 }
 
@@ -54,6 +55,7 @@ func ValidateStatefulSetUpdate(old, updated *appsv1.StatefulSet) error {
 	// The name is not validated again: it cannot change.
 	errs = append(errs, validateObjectMetaExceptName(&updated.ObjectMeta, meta)...)
 	errs = append(errs, validateStatefulSetSpec(&updated.Spec, field.NewPath("spec"))...)
+	errs = append(errs, validateNoNUL(updated)...)
 
 	clone := updated.Spec.DeepCopy()
 	clone.Replicas = old.Spec.Replicas
@@ -330,6 +332,7 @@ func validateClaimTemplates(claims []corev1.PersistentVolumeClaim, fldPath *fiel
 func ValidateService(s *corev1.Service) error {
 	errs := validateObjectMeta(&s.ObjectMeta, apivalidation.NameIsDNS1035Label, field.NewPath("metadata"))
 	errs = append(errs, validateServiceSpec(&s.Spec, field.NewPath("spec"))...)
+	errs = append(errs, validateNoNUL(s)...)
 	return newInvalid("", KindService, &s.ObjectMeta, errs)
 }
 
@@ -343,6 +346,7 @@ func ValidateServiceUpdate(old, updated *corev1.Service) error {
 	errs = append(errs, apivalidation.ValidateImmutableField(updated.Namespace, old.Namespace, meta.Child("namespace"))...)
 	errs = append(errs, validateObjectMetaExceptName(&updated.ObjectMeta, meta)...)
 	errs = append(errs, validateServiceSpec(&updated.Spec, field.NewPath("spec"))...)
+	errs = append(errs, validateNoNUL(updated)...)
 	if updated.Spec.ClusterIP != "" {
 		errs = append(errs, apivalidation.ValidateImmutableField(updated.Spec.ClusterIP, old.Spec.ClusterIP, field.NewPath("spec", "clusterIP"))...)
 	}
