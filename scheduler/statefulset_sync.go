@@ -202,7 +202,7 @@ func (s *setSync) processCondemned(pod *corev1.Pod, firstUnavailable *corev1.Pod
 	if isTerminating(pod) {
 		// F.51: the next deletion waits until the previous pod is gone.
 		if s.monotonic {
-			s.block(ord, pod.Name, fmt.Sprintf("waiting for %s to terminate before scaling down further", pod.Name))
+			s.block(ord, pod.Name, s.scaleDownWait(pod))
 			return true
 		}
 		return false
@@ -223,9 +223,18 @@ func (s *setSync) processCondemned(pod *corev1.Pod, firstUnavailable *corev1.Pod
 	}
 	s.deletePod(pod, ReasonScaleDown)
 	if s.monotonic {
-		s.block(ord, pod.Name, fmt.Sprintf("waiting for %s to terminate before scaling down further", pod.Name))
+		s.block(ord, pod.Name, s.scaleDownWait(pod))
 	}
 	return true
+}
+
+// scaleDownWait says what an OrderedReady scale-down waits for once pod is
+// terminating.
+func (s *setSync) scaleDownWait(pod *corev1.Pod) string {
+	if last := s.condemned[len(s.condemned)-1]; last != pod {
+		return fmt.Sprintf("waiting for %s to terminate before scaling down further", pod.Name)
+	}
+	return fmt.Sprintf("waiting for %s to terminate", pod.Name)
 }
 
 // firstUnavailable returns the lowest in-range pod that is not healthy and

@@ -241,7 +241,7 @@ func TestReconcileScaleDown(t *testing.T) {
 				w.gone("web-3")
 			},
 			want:    []string{"delete web-2 (scale down)"},
-			blocked: []string{"waiting for web-2 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-2 to terminate"},
 		},
 		{
 			name: "F.51 all pods unready: scaling to 0 deletes nothing",
@@ -262,7 +262,7 @@ func TestReconcileScaleDown(t *testing.T) {
 				w.scale(2)
 			},
 			want:    []string{"delete web-2 (scale down)"},
-			blocked: []string{"waiting for web-2 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-2 to terminate"},
 		},
 		{
 			name: "F.51 unhealthy highest condemned pod waits for a lower unhealthy one",
@@ -303,7 +303,7 @@ func TestReconcileScaleDown(t *testing.T) {
 				w.scale(2)
 			},
 			want:    []string{"delete web-2 (scale down)"},
-			blocked: []string{"waiting for web-2 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-2 to terminate"},
 		},
 		{
 			name: "F.52 scaling takes precedence over updates",
@@ -314,7 +314,7 @@ func TestReconcileScaleDown(t *testing.T) {
 				w.scale(2)
 			},
 			want:    []string{"create revision $B #2", "delete web-2 (scale down)"},
-			blocked: []string{"waiting for web-2 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-2 to terminate"},
 		},
 	})
 }
@@ -392,7 +392,7 @@ func TestReconcileAdoption(t *testing.T) {
 			set:     newSet(1),
 			setup:   func(w *world) { w.settle(); w.addPod(orphan("web-3", true)) },
 			want:    []string{"update web-3", "delete web-3 (scale down)"},
-			blocked: []string{"waiting for web-3 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-3 to terminate"},
 		},
 		{
 			name: "M.97 a terminating orphan is not adopted",
@@ -1047,7 +1047,7 @@ func TestReconcileClaims(t *testing.T) {
 			set:     newSet(3, withClaim, withPolicy(deleteRetain, deleteDelete)),
 			setup:   func(w *world) { w.settle(); w.scale(2) },
 			want:    []string{"update claim www-web-2 refs=[Pod/web-2]", "delete web-2 (scale down)"},
-			blocked: []string{"waiting for web-2 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-2 to terminate"},
 		},
 		{
 			name: "E.39 the claim is garbage once its pod is gone",
@@ -1065,7 +1065,7 @@ func TestReconcileClaims(t *testing.T) {
 			set:     newSet(3, withClaim, withPolicy(deleteDelete, deleteDelete)),
 			setup:   func(w *world) { w.settle(); w.scale(2) },
 			want:    []string{"update claim www-web-2 refs=[Pod/web-2]", "delete web-2 (scale down)"},
-			blocked: []string{"waiting for web-2 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-2 to terminate"},
 		},
 		{
 			name: "E.41 a pod deleted for failure keeps its claim",
@@ -1169,7 +1169,7 @@ func TestReconcileClaims(t *testing.T) {
 				w.claims["www-web-1"] = newClaim(w.set, &w.set.Spec.VolumeClaimTemplates[0], 1)
 			},
 			want:    []string{"update claim www-web-1 refs=[Pod/web-1]", "update web-1", "delete web-1 (scale down)"},
-			blocked: []string{"waiting for web-1 to terminate before scaling down further"},
+			blocked: []string{"waiting for web-1 to terminate"},
 		},
 		{
 			name: "D.32 an existing claim is reused as it is",
