@@ -74,3 +74,13 @@ type ServerStatus struct {
 	Voter    bool   `json:"voter"`
 	Leader   bool   `json:"leader"`
 }
+
+// Lease is the answer to a node's heartbeat (POST /v1/nodes/NAME/heartbeat).
+type Lease struct {
+	// TTLSeconds is how long the lease lasts after the heartbeat. The
+	// agent counts it from before it sent the heartbeat, so it always
+	// expires on the node before it does on the leader.
+	TTLSeconds float64 `json:"ttlSeconds"`
+	// HeartbeatSeconds is how often the agent should renew.
+	HeartbeatSeconds float64 `json:"heartbeatSeconds"`
+}

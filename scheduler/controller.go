@@ -44,17 +44,37 @@ const maxIdle = 30 * time.Second
 // decision taken from a state that has since moved is refused by the FSM,
 // not applied (SEMANTICS P13).
 type Controller struct {
-	store Store
-	log   hclog.Logger
-	clock Clock
+	store  Store
+	log    hclog.Logger
+	clock  Clock
+	leases *Leases
 }
 
-// NewController returns a controller over store.
-func NewController(store Store, log hclog.Logger, clock Clock) *Controller {
-	if clock == nil {
-		clock = SystemClock{}
+// ControllerConfig configures a Controller.
+type ControllerConfig struct {
+	// Store is the replicated state the controller reads and commits to.
+	Store Store
+	// Logger is named "controller" below it.
+	Logger hclog.Logger
+	// Clock is the system clock when nil.
+	Clock Clock
+	// Leases are the nodes' leases, renewed by their heartbeats to this
+	// leader; a table with DefaultLeaseTTL when nil.
+	Leases *Leases
+}
+
+// NewController returns a controller.
+func NewController(cfg ControllerConfig) *Controller {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
 	}
-	return &Controller{store: store, log: log.Named("controller"), clock: clock}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Leases == nil {
+		cfg.Leases = NewLeases(cfg.Clock, DefaultLeaseTTL)
+	}
+	return &Controller{store: cfg.Store, log: cfg.Logger.Named("controller"), clock: cfg.Clock, leases: cfg.Leases}
 }
 
 // Run syncs until ctx ends. The caller runs it only while this server
@@ -130,9 +150,14 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 		}
 		c.logPlan(set, plan)
 	}
+	if err := c.syncNodes(ctx, v, now); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.collectEvents(ctx, v, now); err != nil {
 		errs = append(errs, err)
 	}
+	// Look again when the next lease could run out.
+	next = min(next, c.leases.TTL()/2)
 	return next, errors.Join(errs...)
 }
 
@@ -234,6 +259,59 @@ func (c *Controller) planOps(v *raftstore.View, set *appsv1.StatefulSet, plan Pl
 		}
 	}
 	return ops, nil
+}
+
+// syncNodes commits each node's Ready condition from its lease: True while
+// the node heartbeats to this leader, Unknown once its lease ran out, as the
+// Kubernetes node lifecycle controller marks a node whose kubelet stopped
+// posting status. Only changes are committed.
+func (c *Controller) syncNodes(ctx context.Context, v *raftstore.View, now time.Time) error {
+	var ops []raftstore.Op
+	for _, node := range raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "") {
+		want := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "AgentReady", Message: "stead agent is posting ready status"}
+		if c.leases.Expired(node.Name) {
+			want = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown", Message: "Agent stopped posting node status."}
+		}
+		updated, changed := setNodeCondition(node, want, now)
+		if !changed {
+			continue
+		}
+		c.log.Info("node readiness changed", "node", node.Name, "ready", want.Status, "lease_age", c.leases.Age(node.Name))
+		op, err := PutOp(raftstore.Nodes, updated, Version(node))
+		if err != nil {
+			return err
+		}
+		ops = append(ops, op)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops})
+	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// setNodeCondition returns a copy of node with condition want, and whether
+// its status differs from what node holds.
+func setNodeCondition(node *corev1.Node, want corev1.NodeCondition, now time.Time) (*corev1.Node, bool) {
+	ts := metav1.NewTime(now.UTC().Truncate(time.Second))
+	for _, c := range node.Status.Conditions {
+		if c.Type == want.Type && c.Status == want.Status {
+			return node, false
+		}
+	}
+	node = node.DeepCopy()
+	want.LastHeartbeatTime, want.LastTransitionTime = ts, ts
+	var conds []corev1.NodeCondition
+	for _, c := range node.Status.Conditions {
+		if c.Type != want.Type {
+			conds = append(conds, c)
+		}
+	}
+	node.Status.Conditions = append(conds, want)
+	return node, true
 }
 
 // setEvent returns the Event object recording e on set.

@@ -89,7 +89,7 @@ func markReady(t *testing.T, store *raftstore.Store, name string, now time.Time)
 func TestControllerCommitsPlansInOrder(t *testing.T) {
 	store := raftstoretest.NewStore(t)
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	c := NewController(store, raftstoretest.Logger(t), clock)
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock})
 	ctx := context.Background()
 	storeSet(t, store, clock)
 
@@ -164,7 +164,7 @@ func TestControllerCommitsPlansInOrder(t *testing.T) {
 func TestControllerCollectsOldEvents(t *testing.T) {
 	store := raftstoretest.NewStore(t)
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	c := NewController(store, raftstoretest.Logger(t), clock)
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock})
 	set := storeSet(t, store, clock)
 	for i, at := range []time.Time{clock.now.Add(-2 * time.Hour), clock.now.Add(-30 * time.Minute)} {
 		op, err := PutOp(raftstore.Events, setEvent(set, Event{Type: "Normal", Reason: []string{"Old", "Recent"}[i]}, at), 0)
@@ -184,5 +184,58 @@ func TestControllerCollectsOldEvents(t *testing.T) {
 	}
 	if strings.Join(reasons, ",") != "Recent" {
 		t.Errorf("events kept: %v, want only Recent", reasons)
+	}
+}
+
+func TestControllerMarksNodesByLease(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	leases := NewLeases(clock, 10*time.Second)
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock, Leases: leases})
+	for _, name := range []string{"a", "b"} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		stampNew(n, clock.now)
+		op, _ := PutOp(raftstore.Nodes, n, 0)
+		raftstoretest.Apply(t, store, op)
+	}
+	ready := func() string {
+		var out []string
+		for _, n := range raftstore.ListOf[*corev1.Node](store.View(), raftstore.Nodes, "") {
+			st := "none"
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					st = string(c.Status)
+				}
+			}
+			out = append(out, n.Name+"="+st)
+		}
+		return strings.Join(out, ",")
+	}
+	sync := func() {
+		t.Helper()
+		if _, err := c.SyncOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	if got := ready(); got != "a=True,b=True" {
+		t.Fatalf("at the leader's start: %s", got)
+	}
+	clock.now = clock.now.Add(8 * time.Second)
+	leases.Renew("a")
+	clock.now = clock.now.Add(5 * time.Second) // b silent for 13 s, a for 5 s
+	sync()
+	if got := ready(); got != "a=True,b=Unknown" {
+		t.Fatalf("after b's lease ran out: %s", got)
+	}
+	before := store.View().Index()
+	sync()
+	if store.View().Index() != before {
+		t.Error("an unchanged node state was committed again")
+	}
+	leases.Renew("b")
+	sync()
+	if got := ready(); got != "a=True,b=True" {
+		t.Fatalf("after b heartbeats again: %s", got)
 	}
 }

@@ -94,13 +94,14 @@ func newLogger(name, level string, json bool) hclog.Logger {
 
 // runningServer is a started server; Close stops it.
 type runningServer struct {
-	store *raftstore.Store
-	api   *httpapi.Server
-	http  *http.Server
-	addr  string
-	log   hclog.Logger
-	stop  context.CancelFunc
-	done  chan struct{}
+	store  *raftstore.Store
+	leases *scheduler.Leases
+	api    *httpapi.Server
+	http   *http.Server
+	addr   string
+	log    hclog.Logger
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 // startServer opens the Raft store, serves the API and keeps this server's
@@ -132,10 +133,11 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runni
 		ln.Close()
 		return nil, err
 	}
-	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log})
+	leases := scheduler.NewLeases(scheduler.SystemClock{}, scheduler.DefaultLeaseTTL)
+	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases})
 	ctx, cancel := context.WithCancel(ctx)
 	rs := &runningServer{
-		store: store, api: handler, addr: ln.Addr().String(), log: log, stop: cancel, done: make(chan struct{}),
+		store: store, leases: leases, api: handler, addr: ln.Addr().String(), log: log, stop: cancel, done: make(chan struct{}),
 		http: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second},
 	}
 	go func() {
@@ -219,7 +221,10 @@ func (rs *runningServer) runLeader(ctx context.Context, id, raftAddr string) {
 		case <-time.After(time.Second):
 		}
 	}
-	ctrl := scheduler.NewController(rs.store, rs.log, scheduler.SystemClock{})
+	// A new leader knows nothing of the previous one's leases: every node
+	// gets a full lease from now.
+	rs.leases.Reset()
+	ctrl := scheduler.NewController(scheduler.ControllerConfig{Store: rs.store, Logger: rs.log, Leases: rs.leases})
 	if err := ctrl.Run(ctx); err != nil && ctx.Err() == nil {
 		rs.log.Error("controller stopped", "error", err)
 	}

@@ -2,13 +2,19 @@ package httpapi
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler"
 )
 
 // DefaultClusterCIDR is the range pod subnets are handed out from.
@@ -76,4 +82,16 @@ func freeSubnet(v *raftstore.View, cluster netip.Prefix) (netip.Prefix, error) {
 		}
 	}
 	return netip.Prefix{}, fmt.Errorf("every /%d of cluster CIDR %s is taken: remove nodes that are gone (stead delete node NAME) or use a larger --cluster-cidr", nodeSubnetBits, cluster)
+}
+
+// heartbeat renews a node's lease on the leader. It writes nothing to Raft;
+// the controller commits the node's Ready condition when it changes.
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ []byte) error {
+	name := r.PathValue("name")
+	if _, ok := s.cfg.Store.View().Get(raftstore.Nodes, "", name); !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "nodes"}, name)
+	}
+	s.cfg.Leases.Renew(name)
+	writeJSON(w, http.StatusOK, 0, api.Lease{TTLSeconds: s.cfg.Leases.TTL().Seconds(), HeartbeatSeconds: scheduler.DefaultHeartbeat.Seconds()})
+	return nil
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
+	"github.com/stead-io/stead/scheduler"
 )
 
 // Headers the API reads besides api.HeaderIndex.
@@ -54,6 +55,9 @@ type Config struct {
 	// ForwardClient sends writes to the leader; a client with a 30 s
 	// timeout when nil.
 	ForwardClient *http.Client
+	// Leases is the leader's table of node leases that heartbeats renew;
+	// a table with the default TTL when nil.
+	Leases *scheduler.Leases
 	// ClusterCIDR is the range nodes' pod subnets come from;
 	// DefaultClusterCIDR when not valid.
 	ClusterCIDR netip.Prefix
@@ -75,6 +79,9 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Leases == nil {
+		cfg.Leases = scheduler.NewLeases(nil, scheduler.DefaultLeaseTTL)
+	}
 	if !cfg.ClusterCIDR.IsValid() {
 		cfg.ClusterCIDR = DefaultClusterCIDR
 	}
@@ -93,6 +100,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/status", s.status)
 	m.HandleFunc("POST /v1/apply", s.write(s.apply))
 	m.HandleFunc("POST /v1/join", s.write(s.join))
+	m.HandleFunc("POST /v1/nodes/{name}/heartbeat", s.write(s.heartbeat))
 
 	// Collections across every namespace, and cluster-scoped objects.
 	m.HandleFunc("GET /v1/{res}", s.list)

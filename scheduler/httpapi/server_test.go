@@ -635,3 +635,29 @@ func TestFieldSelector(t *testing.T) {
 		t.Errorf("unsupported field: %v", err)
 	}
 }
+
+func TestHeartbeat(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}
+	if _, err := ts.client.Put(ctx, res(t, "nodes"), "", "node-a", n, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := ts.store.View().Index()
+	var lease api.Lease
+	if _, err := ts.client.Do(ctx, http.MethodPost, "/v1/nodes/node-a/heartbeat", nil, nil, &lease); err != nil {
+		t.Fatal(err)
+	}
+	if lease.TTLSeconds != scheduler.DefaultLeaseTTL.Seconds() || lease.HeartbeatSeconds != scheduler.DefaultHeartbeat.Seconds() {
+		t.Errorf("lease %+v", lease)
+	}
+	if after := ts.store.View().Index(); after != before {
+		t.Errorf("a heartbeat wrote to Raft: index %d -> %d", before, after)
+	}
+	if age := ts.api.cfg.Leases.Age("node-a"); age > time.Second {
+		t.Errorf("lease not renewed: age %v", age)
+	}
+	if _, err := ts.client.Do(ctx, http.MethodPost, "/v1/nodes/node-z/heartbeat", nil, nil, nil); !apierrors.IsNotFound(err) {
+		t.Errorf("heartbeat of an unknown node: %v", err)
+	}
+}
