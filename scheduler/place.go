@@ -158,10 +158,12 @@ type placer struct {
 	claims map[types.NamespacedName]*corev1.PersistentVolumeClaim
 }
 
-// placedPod is a pod that holds a place on a node.
+// placedPod is a pod that holds a place on a node, with its required
+// anti-affinity terms parsed once.
 type placedPod struct {
-	pod  *corev1.Pod
-	node *nodeState
+	pod          *corev1.Pod
+	node         *nodeState
+	antiAffinity []topologyTerm
 }
 
 // nodeState is one node and what it holds.
@@ -307,7 +309,7 @@ func outOfService(n *corev1.Node) bool {
 // around them.
 func (p *placer) assign(pod *corev1.Pod, node *nodeState) {
 	node.add(pod)
-	p.placed = append(p.placed, placedPod{pod: pod, node: node})
+	p.placed = append(p.placed, placedPod{pod: pod, node: node, antiAffinity: antiAffinityTerms(pod)})
 }
 
 // add accounts for a pod on the node.
@@ -858,13 +860,8 @@ func matchesAll(terms []topologyTerm, pod *corev1.Pod) bool {
 func (p *placer) forbiddenBy(pod *corev1.Pod) map[string]map[string]bool {
 	var out map[string]map[string]bool
 	for _, pp := range p.placed {
-		a := pp.pod.Spec.Affinity
-		if a == nil || a.PodAntiAffinity == nil {
-			continue
-		}
-		for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
-			t, err := newTopologyTerm(term, pp.pod.Namespace, pp.pod.Labels)
-			if err != nil || !t.matches(pod, pod.Namespace) {
+		for _, t := range pp.antiAffinity {
+			if !t.matches(pod, pod.Namespace) {
 				continue
 			}
 			v, ok := topologyValue(pp.node.node, t.key)
@@ -878,6 +875,22 @@ func (p *placer) forbiddenBy(pod *corev1.Pod) map[string]map[string]bool {
 				out[t.key] = make(map[string]bool)
 			}
 			out[t.key][v] = true
+		}
+	}
+	return out
+}
+
+// antiAffinityTerms parses a placed pod's required anti-affinity terms. A
+// term that does not parse selects nothing.
+func antiAffinityTerms(pod *corev1.Pod) []topologyTerm {
+	a := pod.Spec.Affinity
+	if a == nil || a.PodAntiAffinity == nil {
+		return nil
+	}
+	var out []topologyTerm
+	for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+		if t, err := newTopologyTerm(term, pod.Namespace, pod.Labels); err == nil {
+			out = append(out, t)
 		}
 	}
 	return out
