@@ -224,15 +224,27 @@ func newPlacer(in PlaceInput) *placer {
 		byName: make(map[string]*nodeState, len(in.Nodes)),
 		claims: make(map[types.NamespacedName]*corev1.PersistentVolumeClaim, len(in.Claims)),
 	}
+	nodes := make([]*corev1.Node, 0, len(in.Nodes))
 	for _, n := range in.Nodes {
-		if n == nil || p.byName[n.Name] != nil {
+		if n != nil {
+			nodes = append(nodes, n)
+		}
+	}
+	sort.Slice(nodes, func(i, j int) bool {
+		if nodes[i].Name != nodes[j].Name {
+			return nodes[i].Name < nodes[j].Name
+		}
+		return nodes[i].UID < nodes[j].UID
+	})
+	for _, n := range nodes {
+		// A node listed twice counts once.
+		if p.byName[n.Name] != nil {
 			continue
 		}
 		ns := newNodeState(n)
 		p.byName[n.Name] = ns
 		p.nodes = append(p.nodes, ns)
 	}
-	sort.Slice(p.nodes, func(i, j int) bool { return p.nodes[i].name < p.nodes[j].name })
 
 	bound := make([]*corev1.Pod, 0, len(in.Pods))
 	for _, pod := range in.Pods {
@@ -371,11 +383,13 @@ func (p *placer) queue(pending []*corev1.Pod) []queued {
 		return a.pod.UID < b.pod.UID
 	})
 	// A pod listed twice is placed once.
+	seen := make(map[types.NamespacedName]bool, len(q))
 	out := q[:0]
-	for i, e := range q {
-		if i > 0 && q[i-1].key == e.key {
+	for _, e := range q {
+		if seen[e.key] {
 			continue
 		}
+		seen[e.key] = true
 		out = append(out, e)
 	}
 	return out
