@@ -75,6 +75,7 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 		newDescribeCmd(g),
 		newDeleteCmd(g),
 		newScaleCmd(g),
+		newRolloutCmd(g),
 	)
 	return root
 }
