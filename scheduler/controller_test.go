@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stead-io/stead/api"
@@ -239,3 +240,55 @@ func TestControllerMarksNodesByLease(t *testing.T) {
 		t.Fatalf("after b heartbeats again: %s", got)
 	}
 }
+
+func TestControllerBindsPodsWithAGeneration(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock})
+	ctx := context.Background()
+	storeSet(t, store, clock)
+	if _, err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pod, _ := raftstore.GetOf[*corev1.Pod](store.View(), raftstore.Pods, "default", "web-0")
+	var sched *corev1.PodCondition
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == corev1.PodScheduled {
+			sched = &pod.Status.Conditions[i]
+		}
+	}
+	if pod.Spec.NodeName != "" || sched == nil || sched.Status != corev1.ConditionFalse || sched.Message != "no nodes available to schedule pods" {
+		t.Fatalf("web-0 without nodes: node %q condition %+v", pod.Spec.NodeName, sched)
+	}
+
+	for _, name := range []string{"node-a", "node-b"} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{
+			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceMust("2"), corev1.ResourceMemory: resourceMust("4Gi"), corev1.ResourcePods: resourceMust("110")},
+		}}
+		stampNew(n, clock.now)
+		op, _ := PutOp(raftstore.Nodes, n, 0)
+		raftstoretest.Apply(t, store, op)
+	}
+	if _, err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pod, _ = raftstore.GetOf[*corev1.Pod](store.View(), raftstore.Pods, "default", "web-0")
+	if pod.Spec.NodeName != "node-a" {
+		t.Fatalf("web-0 bound to %q, want node-a", pod.Spec.NodeName)
+	}
+	if gen := pod.Annotations[api.AnnotationGeneration]; gen == "" || gen != pod.ResourceVersion {
+		t.Errorf("generation %q, want the binding's log index %s", gen, pod.ResourceVersion)
+	}
+	markReady(t, store, "web-0", clock.now)
+	if _, err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// web-1 is created and spread onto the other node in the same pass.
+	pod1, _ := raftstore.GetOf[*corev1.Pod](store.View(), raftstore.Pods, "default", "web-1")
+	if pod1 == nil || pod1.Spec.NodeName != "node-b" {
+		t.Fatalf("web-1: %+v", pod1)
+	}
+}
+
+func resourceMust(s string) resource.Quantity { return resource.MustParse(s) }
