@@ -397,4 +397,3 @@ before the next.`,
 	}
 	return cmd
 }
-

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,7 +18,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/dnsserver"
 	"github.com/stead-io/stead/raftstore"
 	"github.com/stead-io/stead/scheduler"
 	"github.com/stead-io/stead/scheduler/httpapi"
@@ -36,6 +40,9 @@ type serverOptions struct {
 	retryJoin       bool
 	logLevel        string
 	logJSON         bool
+	clusterCIDR     string
+	clusterDomain   string
+	dnsAddr         string
 }
 
 func (o *serverOptions) addFlags(cmd *cobra.Command, defaultID, defaultDataDir string) {
@@ -45,6 +52,8 @@ func (o *serverOptions) addFlags(cmd *cobra.Command, defaultID, defaultDataDir s
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7470", "address of the HTTP API")
 	f.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7471", "address of the Raft transport")
 	f.StringVar(&o.advertise, "advertise", "", "Raft address other servers reach this one at (default --raft-addr)")
+	f.StringVar(&o.clusterCIDR, "cluster-cidr", httpapi.DefaultClusterCIDR.String(), "range each node's /24 pod subnet is taken from")
+	f.StringVar(&o.clusterDomain, "cluster-domain", api.DefaultClusterDomain, "DNS domain of cluster names")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
 }
@@ -80,6 +89,7 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of servers expected to form a new cluster")
 	f.StringSliceVar(&o.join, "join", nil, "HTTP addresses of existing servers to join (comma-separated)")
 	f.BoolVar(&o.retryJoin, "retry-join", false, "keep retrying --join until it succeeds")
+	f.StringVar(&o.dnsAddr, "dns-addr", "", "also answer cluster DNS on this address (UDP and TCP), e.g. 127.0.0.1:53")
 	return cmd
 }
 
@@ -113,6 +123,10 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runni
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", o.dataDir, err)
 	}
+	clusterCIDR, err := netip.ParsePrefix(o.clusterCIDR)
+	if err != nil || !clusterCIDR.Addr().Is4() || clusterCIDR.Bits() > 24 {
+		return nil, fmt.Errorf("--cluster-cidr %q is not an IPv4 range of /24 or larger, such as 10.244.0.0/16", o.clusterCIDR)
+	}
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --http-addr %s: %w", o.httpAddr, err)
@@ -134,7 +148,7 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runni
 		return nil, err
 	}
 	leases := scheduler.NewLeases(scheduler.SystemClock{}, scheduler.DefaultLeaseTTL)
-	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases})
+	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases, ClusterCIDR: clusterCIDR})
 	ctx, cancel := context.WithCancel(ctx)
 	rs := &runningServer{
 		store: store, leases: leases, api: handler, addr: ln.Addr().String(), log: log, stop: cancel, done: make(chan struct{}),
@@ -148,6 +162,12 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runni
 	go rs.lead(ctx, o.id, advertise)
 	if len(o.join) > 0 {
 		go rs.joinCluster(ctx, o, advertise)
+	}
+	if o.dnsAddr != "" {
+		if err := rs.serveDNS(ctx, o, clusterCIDR); err != nil {
+			rs.Close()
+			return nil, err
+		}
 	}
 	log.Info("server started", "id", o.id, "http", rs.addr, "raft", advertise, "data_dir", o.dataDir)
 	return rs, nil
@@ -263,6 +283,46 @@ func (rs *runningServer) joinCluster(ctx context.Context, o serverOptions, raftA
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// serveDNS answers cluster DNS on --dns-addr from this server's own copy of
+// the state: a zone rebuilt whenever the state changes and swapped in whole.
+func (rs *runningServer) serveDNS(ctx context.Context, o serverOptions, clusterCIDR netip.Prefix) error {
+	dns := dnsserver.NewServer(dnsserver.Config{PodCIDRs: []netip.Prefix{clusterCIDR}}, rs.log.Named("dns"))
+	errc := make(chan error, 1)
+	go func() { errc <- dns.ListenAndServe(ctx, o.dnsAddr) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve DNS on --dns-addr %s: %w", o.dnsAddr, err)
+	case <-dns.Ready():
+	}
+	go func() {
+		var index uint64
+		for {
+			v := rs.store.View()
+			index = v.Index()
+			dns.Swap(dnsserver.BuildZone(dnsserver.ZoneInput{
+				Domain:     o.clusterDomain,
+				Namespaces: names(v.List(raftstore.Namespaces, "")),
+				Services:   raftstore.ListOf[*corev1.Service](v, raftstore.Services, ""),
+				Pods:       raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, ""),
+				Serial:     uint32(index),
+			}))
+			if _, err := rs.store.WaitForIndex(ctx, index); err != nil {
+				return
+			}
+		}
+	}()
+	rs.log.Info("serving cluster DNS", "addr", o.dnsAddr, "domain", o.clusterDomain)
+	return nil
+}
+
+func names(objs []raftstore.Object) []string {
+	out := make([]string, len(objs))
+	for i, o := range objs {
+		out[i] = o.GetName()
+	}
+	return out
 }
 
 // Close stops serving and closes the store.
