@@ -29,6 +29,8 @@ type Store interface {
 	// Barrier returns once every entry committed before it is applied, so
 	// that a new leader decides from the whole committed state.
 	Barrier(ctx context.Context) error
+	// VerifyLeader confirms with a quorum that this server still leads.
+	VerifyLeader(ctx context.Context) error
 }
 
 // eventTTL is how long events are kept, as Kubernetes keeps them by default.
@@ -48,6 +50,9 @@ type Controller struct {
 	log    hclog.Logger
 	clock  Clock
 	leases *Leases
+	// fenceMargin is how long a lost node's pods stay bound after its
+	// lease ran out.
+	fenceMargin time.Duration
 }
 
 // ControllerConfig configures a Controller.
@@ -61,6 +66,8 @@ type ControllerConfig struct {
 	// Leases are the nodes' leases, renewed by their heartbeats to this
 	// leader; a table with DefaultLeaseTTL when nil.
 	Leases *Leases
+	// FenceMargin is DefaultFenceMargin when zero.
+	FenceMargin time.Duration
 }
 
 // NewController returns a controller.
@@ -74,7 +81,10 @@ func NewController(cfg ControllerConfig) *Controller {
 	if cfg.Leases == nil {
 		cfg.Leases = NewLeases(cfg.Clock, DefaultLeaseTTL)
 	}
-	return &Controller{store: cfg.Store, log: cfg.Logger.Named("controller"), clock: cfg.Clock, leases: cfg.Leases}
+	if cfg.FenceMargin <= 0 {
+		cfg.FenceMargin = DefaultFenceMargin
+	}
+	return &Controller{store: cfg.Store, log: cfg.Logger.Named("controller"), clock: cfg.Clock, leases: cfg.Leases, fenceMargin: cfg.FenceMargin}
 }
 
 // Run syncs until ctx ends. The caller runs it only while this server
@@ -153,6 +163,9 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 	if err := c.syncNodes(ctx, v, now); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.failover(ctx, v, now); err != nil {
+		errs = append(errs, err)
+	}
 	// Place from the state the set syncs above produced, so that a pod
 	// created now is bound in the same pass.
 	if err := c.place(ctx, c.store.View(), now); err != nil {
@@ -161,8 +174,15 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 	if err := c.collectEvents(ctx, v, now); err != nil {
 		errs = append(errs, err)
 	}
-	// Look again when the next lease could run out.
-	next = min(next, c.leases.TTL()/2)
+	// Look again when the next lease runs out or the next fence margin ends.
+	for _, n := range raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "") {
+		age := c.leases.Age(n.Name)
+		for _, at := range []time.Duration{c.leases.TTL(), c.leases.TTL() + c.fenceMargin} {
+			if age <= at {
+				next = min(next, at-age+10*time.Millisecond)
+			}
+		}
+	}
 	return next, errors.Join(errs...)
 }
 
@@ -266,141 +286,6 @@ func (c *Controller) planOps(v *raftstore.View, set *appsv1.StatefulSet, plan Pl
 	return ops, nil
 }
 
-// syncNodes commits each node's Ready condition from its lease: True while
-// the node heartbeats to this leader, Unknown once its lease ran out, as the
-// Kubernetes node lifecycle controller marks a node whose kubelet stopped
-// posting status. Only changes are committed.
-func (c *Controller) syncNodes(ctx context.Context, v *raftstore.View, now time.Time) error {
-	var ops []raftstore.Op
-	for _, node := range raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "") {
-		want := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "AgentReady", Message: "stead agent is posting ready status"}
-		if c.leases.Expired(node.Name) {
-			want = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown", Message: "Agent stopped posting node status."}
-		}
-		updated, changed := setNodeCondition(node, want, now)
-		if !changed {
-			continue
-		}
-		c.log.Info("node readiness changed", "node", node.Name, "ready", want.Status, "lease_age", c.leases.Age(node.Name))
-		op, err := PutOp(raftstore.Nodes, updated, Version(node))
-		if err != nil {
-			return err
-		}
-		ops = append(ops, op)
-	}
-	if len(ops) == 0 {
-		return nil
-	}
-	_, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops})
-	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
-		return nil
-	}
-	return err
-}
-
-// place binds pending pods to nodes with Place and commits the bindings in
-// one transaction. Each binding stamps the pod's fencing generation with the
-// log index that commits it. Pods that fit nowhere get PodScheduled=False
-// with the scheduler's reason, as kubectl describe shows it.
-func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time) error {
-	var in PlaceInput
-	pods := map[types.NamespacedName]*corev1.Pod{}
-	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "") {
-		switch {
-		case p.Spec.NodeName != "":
-			in.Pods = append(in.Pods, p)
-		case p.DeletionTimestamp == nil:
-			in.Pending = append(in.Pending, p)
-			pods[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = p
-		}
-	}
-	if len(in.Pending) == 0 {
-		return nil
-	}
-	in.Nodes = raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "")
-	in.Claims = raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "")
-	res := Place(in)
-
-	var ops []raftstore.Op
-	for _, a := range res.Assignments {
-		pod := pods[a.Pod].DeepCopy()
-		pod.Spec.NodeName = a.Node
-		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, now)
-		op, err := PutOp(raftstore.Pods, pod, Version(pod))
-		if err != nil {
-			return err
-		}
-		op.StampGeneration = true
-		ops = append(ops, op)
-		c.log.Info("bind pod", "pod", a.Pod.String(), "node", a.Node)
-	}
-	for _, u := range res.Unschedulable {
-		pod := pods[u.Pod].DeepCopy()
-		want := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: u.Reason, Message: u.Message}
-		if !setPodCondition(pod, want, now) {
-			continue
-		}
-		op, err := PutOp(raftstore.Pods, pod, Version(pod))
-		if err != nil {
-			return err
-		}
-		ops = append(ops, op)
-		c.log.Info("pod unschedulable", "pod", u.Pod.String(), "reason", u.Message)
-	}
-	if len(ops) == 0 {
-		return nil
-	}
-	_, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops})
-	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
-		return nil
-	}
-	return err
-}
-
-// setPodCondition sets condition want on pod (a copy the caller owns) and
-// reports whether anything changed. The transition time moves only when the
-// status does.
-func setPodCondition(pod *corev1.Pod, want corev1.PodCondition, now time.Time) bool {
-	for i, c := range pod.Status.Conditions {
-		if c.Type != want.Type {
-			continue
-		}
-		if c.Status == want.Status && c.Reason == want.Reason && c.Message == want.Message {
-			return false
-		}
-		want.LastTransitionTime = c.LastTransitionTime
-		if c.Status != want.Status {
-			want.LastTransitionTime = metav1.NewTime(now.UTC().Truncate(time.Second))
-		}
-		pod.Status.Conditions[i] = want
-		return true
-	}
-	want.LastTransitionTime = metav1.NewTime(now.UTC().Truncate(time.Second))
-	pod.Status.Conditions = append(pod.Status.Conditions, want)
-	return true
-}
-
-// setNodeCondition returns a copy of node with condition want, and whether
-// its status differs from what node holds.
-func setNodeCondition(node *corev1.Node, want corev1.NodeCondition, now time.Time) (*corev1.Node, bool) {
-	ts := metav1.NewTime(now.UTC().Truncate(time.Second))
-	for _, c := range node.Status.Conditions {
-		if c.Type == want.Type && c.Status == want.Status {
-			return node, false
-		}
-	}
-	node = node.DeepCopy()
-	want.LastHeartbeatTime, want.LastTransitionTime = ts, ts
-	var conds []corev1.NodeCondition
-	for _, c := range node.Status.Conditions {
-		if c.Type != want.Type {
-			conds = append(conds, c)
-		}
-	}
-	node.Status.Conditions = append(conds, want)
-	return node, true
-}
-
 // setEvent returns the Event object recording e on set.
 func setEvent(set *appsv1.StatefulSet, e Event, now time.Time) *corev1.Event {
 	ts := metav1.NewTime(now.UTC().Truncate(time.Second))
@@ -418,6 +303,23 @@ func setEvent(set *appsv1.StatefulSet, e Event, now time.Time) *corev1.Event {
 		LastTimestamp:       ts,
 		Count:               1,
 		ReportingController: "stead.io/statefulset-controller",
+	}
+	stampNew(ev, now)
+	return ev
+}
+
+// podEvent returns an Event recorded on pod.
+func podEvent(pod *corev1.Pod, typ, reason, msg string, now time.Time) *corev1.Event {
+	ts := metav1.NewTime(now.UTC().Truncate(time.Second))
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name + "." + newID()[:16], Namespace: pod.Namespace},
+		InvolvedObject: corev1.ObjectReference{
+			Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+		},
+		Reason: reason, Message: msg, Type: typ,
+		Source:         corev1.EventSource{Component: "node-controller"},
+		FirstTimestamp: ts, LastTimestamp: ts, Count: 1,
+		ReportingController: "stead.io/node-controller",
 	}
 	stampNew(ev, now)
 	return ev

@@ -292,3 +292,64 @@ func TestControllerBindsPodsWithAGeneration(t *testing.T) {
 }
 
 func resourceMust(s string) resource.Quantity { return resource.MustParse(s) }
+
+func TestControllerFailsOverAfterTheFenceMargin(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	leases := NewLeases(clock, 8*time.Second)
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock, Leases: leases, FenceMargin: 4 * time.Second})
+	ctx := context.Background()
+	for _, name := range []string{"node-a", "node-b"} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{
+			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceMust("2"), corev1.ResourceMemory: resourceMust("4Gi"), corev1.ResourcePods: resourceMust("110")},
+		}}
+		stampNew(n, clock.now)
+		op, _ := PutOp(raftstore.Nodes, n, 0)
+		raftstoretest.Apply(t, store, op)
+	}
+	storeSet(t, store, clock)
+	sync := func() {
+		t.Helper()
+		if _, err := c.SyncOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	web0 := func() *corev1.Pod {
+		p, _ := raftstore.GetOf[*corev1.Pod](store.View(), raftstore.Pods, "default", "web-0")
+		return p
+	}
+	first := web0()
+	if first.Spec.NodeName != "node-a" {
+		t.Fatalf("web-0 on %q, want node-a", first.Spec.NodeName)
+	}
+	// node-b keeps heartbeating; node-a falls silent.
+	for range 11 {
+		clock.now = clock.now.Add(time.Second)
+		leases.Renew("node-b")
+		sync()
+		if p := web0(); p == nil || p.UID != first.UID {
+			t.Fatalf("web-0 moved %v after node-a fell silent, before lease + margin", clock.now.Sub(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))
+		}
+	}
+	clock.now = clock.now.Add(2 * time.Second)
+	leases.Renew("node-b")
+	sync() // frees web-0
+	sync() // recreates and binds it
+	moved := web0()
+	if moved == nil || moved.UID == first.UID || moved.Spec.NodeName != "node-b" {
+		t.Fatalf("after lease + margin web-0 is %+v, want a new pod on node-b", moved)
+	}
+	g1, g2 := first.Annotations[api.AnnotationGeneration], moved.Annotations[api.AnnotationGeneration]
+	if Version(&metav1.ObjectMeta{ResourceVersion: g2}) <= Version(&metav1.ObjectMeta{ResourceVersion: g1}) {
+		t.Errorf("generation did not grow: %s then %s", g1, g2)
+	}
+	var lost bool
+	for _, e := range raftstore.ListOf[*corev1.Event](store.View(), raftstore.Events, "default") {
+		lost = lost || (e.Reason == "NodeLost" && e.InvolvedObject.Name == "web-0")
+	}
+	if !lost {
+		t.Error("no NodeLost event recorded on web-0")
+	}
+}

@@ -9,7 +9,7 @@ import (
 // counts a node lost once DefaultLeaseTTL passes without a renewal.
 const (
 	DefaultHeartbeat = 2 * time.Second
-	DefaultLeaseTTL  = 10 * time.Second
+	DefaultLeaseTTL  = 8 * time.Second
 )
 
 // Leases holds, in the leader's memory only, when each node last renewed

@@ -1,0 +1,95 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/stead-io/stead/raftstore"
+)
+
+// place binds pending pods to nodes with Place and commits the bindings in
+// one transaction. Each binding stamps the pod's fencing generation with the
+// log index that commits it. Pods that fit nowhere get PodScheduled=False
+// with the scheduler's reason, as kubectl describe shows it.
+func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time) error {
+	var in PlaceInput
+	pods := map[types.NamespacedName]*corev1.Pod{}
+	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "") {
+		switch {
+		case p.Spec.NodeName != "":
+			in.Pods = append(in.Pods, p)
+		case p.DeletionTimestamp == nil:
+			in.Pending = append(in.Pending, p)
+			pods[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = p
+		}
+	}
+	if len(in.Pending) == 0 {
+		return nil
+	}
+	in.Nodes = raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "")
+	in.Claims = raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "")
+	res := Place(in)
+
+	var ops []raftstore.Op
+	for _, a := range res.Assignments {
+		pod := pods[a.Pod].DeepCopy()
+		pod.Spec.NodeName = a.Node
+		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, now)
+		op, err := PutOp(raftstore.Pods, pod, Version(pod))
+		if err != nil {
+			return err
+		}
+		op.StampGeneration = true
+		ops = append(ops, op)
+		c.log.Info("bind pod", "pod", a.Pod.String(), "node", a.Node)
+	}
+	for _, u := range res.Unschedulable {
+		pod := pods[u.Pod].DeepCopy()
+		want := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: u.Reason, Message: u.Message}
+		if !setPodCondition(pod, want, now) {
+			continue
+		}
+		op, err := PutOp(raftstore.Pods, pod, Version(pod))
+		if err != nil {
+			return err
+		}
+		ops = append(ops, op)
+		c.log.Info("pod unschedulable", "pod", u.Pod.String(), "reason", u.Message)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops})
+	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// setPodCondition sets condition want on pod (a copy the caller owns) and
+// reports whether anything changed. The transition time moves only when the
+// status does.
+func setPodCondition(pod *corev1.Pod, want corev1.PodCondition, now time.Time) bool {
+	for i, c := range pod.Status.Conditions {
+		if c.Type != want.Type {
+			continue
+		}
+		if c.Status == want.Status && c.Reason == want.Reason && c.Message == want.Message {
+			return false
+		}
+		want.LastTransitionTime = c.LastTransitionTime
+		if c.Status != want.Status {
+			want.LastTransitionTime = metav1.NewTime(now.UTC().Truncate(time.Second))
+		}
+		pod.Status.Conditions[i] = want
+		return true
+	}
+	want.LastTransitionTime = metav1.NewTime(now.UTC().Truncate(time.Second))
+	pod.Status.Conditions = append(pod.Status.Conditions, want)
+	return true
+}
