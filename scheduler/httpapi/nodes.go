@@ -95,3 +95,65 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ []byte) err
 	writeJSON(w, http.StatusOK, 0, api.Lease{TTLSeconds: s.cfg.Leases.TTL().Seconds(), HeartbeatSeconds: scheduler.DefaultHeartbeat.Seconds()})
 	return nil
 }
+
+// nodeAction changes the server-owned spec of a node: cordon and uncordon
+// (spec.unschedulable), fence and unfence (the out-of-service taint with
+// which an operator asserts the node is dead, so its pods are freed at
+// once, and which must be removed once the node is cleaned up).
+func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, _ []byte) error {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	change, ok := map[string]func(*corev1.Node){
+		"cordon":   func(n *corev1.Node) { n.Spec.Unschedulable = true },
+		"uncordon": func(n *corev1.Node) { n.Spec.Unschedulable = false },
+		"fence": func(n *corev1.Node) {
+			n.Spec.Unschedulable = true
+			if !hasTaint(n, scheduler.TaintOutOfService) {
+				n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: scheduler.TaintOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
+			}
+		},
+		"unfence": func(n *corev1.Node) {
+			var keep []corev1.Taint
+			for _, t := range n.Spec.Taints {
+				if t.Key != scheduler.TaintOutOfService {
+					keep = append(keep, t)
+				}
+			}
+			n.Spec.Taints = keep
+		},
+	}[action]
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "nodes"}, name+"/"+action)
+	}
+	var idx uint64
+	attempt := 0
+	err := retryConflicts(func() error {
+		cur, ok := raftstore.GetOf[*corev1.Node](s.cfg.Store.View(), raftstore.Nodes, "", name)
+		if !ok {
+			return apierrors.NewNotFound(schema.GroupResource{Resource: "nodes"}, name)
+		}
+		node := cur.DeepCopy()
+		change(node)
+		op, err := scheduler.PutOp(raftstore.Nodes, node, scheduler.Version(cur))
+		if err != nil {
+			return err
+		}
+		idx, err = s.commit(r, []raftstore.Op{op}, attempt)
+		attempt++
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	stored, _ := s.cfg.Store.View().Get(raftstore.Nodes, "", name)
+	writeJSON(w, http.StatusOK, idx, stored)
+	return nil
+}
+
+func hasTaint(n *corev1.Node, key string) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}

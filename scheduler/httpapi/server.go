@@ -101,6 +101,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/apply", s.write(s.apply))
 	m.HandleFunc("POST /v1/join", s.write(s.join))
 	m.HandleFunc("POST /v1/nodes/{name}/heartbeat", s.write(s.heartbeat))
+	m.HandleFunc("POST /v1/nodes/{name}/{action}", s.write(s.nodeAction))
 
 	// Collections across every namespace, and cluster-scoped objects.
 	m.HandleFunc("GET /v1/{res}", s.list)

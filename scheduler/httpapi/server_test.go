@@ -661,3 +661,38 @@ func TestHeartbeat(t *testing.T) {
 		t.Errorf("heartbeat of an unknown node: %v", err)
 	}
 }
+
+func TestNodeActions(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	if _, err := ts.client.Put(ctx, res(t, "nodes"), "", "node-a", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	act := func(action string) *corev1.Node {
+		t.Helper()
+		var n corev1.Node
+		if _, err := ts.client.Do(ctx, http.MethodPost, "/v1/nodes/node-a/"+action, nil, nil, &n); err != nil {
+			t.Fatal(err)
+		}
+		return &n
+	}
+	if n := act("cordon"); !n.Spec.Unschedulable {
+		t.Error("cordon did not make the node unschedulable")
+	}
+	if n := act("uncordon"); n.Spec.Unschedulable {
+		t.Error("uncordon left the node unschedulable")
+	}
+	n := act("fence")
+	if !n.Spec.Unschedulable || len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != scheduler.TaintOutOfService {
+		t.Errorf("fenced node: %+v", n.Spec)
+	}
+	if n := act("fence"); len(n.Spec.Taints) != 1 {
+		t.Errorf("fencing twice added the taint twice: %+v", n.Spec.Taints)
+	}
+	if n := act("unfence"); len(n.Spec.Taints) != 0 || !n.Spec.Unschedulable {
+		t.Errorf("unfenced node: %+v (stays cordoned until uncordoned)", n.Spec)
+	}
+	if _, err := ts.client.Do(ctx, http.MethodPost, "/v1/nodes/node-a/explode", nil, nil, nil); !apierrors.IsNotFound(err) {
+		t.Errorf("unknown action: %v", err)
+	}
+}
