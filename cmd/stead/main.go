@@ -76,6 +76,7 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 		newDeleteCmd(g),
 		newScaleCmd(g),
 		newRolloutCmd(g),
+		newNodeCmd(g),
 	)
 	return root
 }
