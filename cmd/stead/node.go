@@ -30,7 +30,9 @@ func newNodeCmd(g *globals) *cobra.Command {
 	describe.Use, describe.Short, describe.Example = "describe NAME...", "Show a node in detail, with its pods and events", "  stead node describe node-a"
 	describe.Args = cobra.MinimumNArgs(1)
 	describeRun := describe.RunE
-	describe.RunE = func(cmd *cobra.Command, args []string) error { return describeRun(cmd, append([]string{"nodes"}, args...)) }
+	describe.RunE = func(cmd *cobra.Command, args []string) error {
+		return describeRun(cmd, append([]string{"nodes"}, args...))
+	}
 
 	cmd.AddCommand(ls, describe,
 		nodeActionCmd(g, "cordon", "Mark a node unschedulable: no new pods are placed on it", ""),
