@@ -17,7 +17,11 @@ import (
 )
 
 func newApplyCmd(g *globals) *cobra.Command {
-	var files []string
+	var (
+		files   []string
+		wait    bool
+		timeout time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|-",
 		Short: "Create or update objects from Kubernetes manifests (StatefulSet, Service)",
@@ -27,7 +31,8 @@ changes. Objects already in the cluster with the same spec are left unchanged.`,
 		Example: `  stead apply -f web.yaml
   stead apply -f manifests/
   cat web.yaml | stead apply -f -
-  stead apply -n staging -f web.yaml`,
+  stead apply -n staging -f web.yaml
+  stead apply -f web.yaml --wait      # follow each set's rollout until it is complete`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
@@ -54,10 +59,25 @@ changes. Objects already in the cluster with the same spec are left unchanged.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", r.Ref(it.Name), it.Action)
 			}
+			if !wait {
+				return nil
+			}
+			wctx, wcancel := context.WithTimeout(cmd.Context(), timeout)
+			defer wcancel()
+			for _, it := range res.Items {
+				if it.Resource != "statefulsets" {
+					continue
+				}
+				if err := rolloutStatus(wctx, c, it.Namespace, it.Name, true, newProgress(cmd.OutOrStdout())); err != nil {
+					return err
+				}
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory of .yaml/.yml/.json files, or - for standard input")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every applied StatefulSet has rolled out, showing progress")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, give up after this long")
 	return cmd
 }
 
