@@ -1,0 +1,334 @@
+// Command benchraft measures small writes committed through Stead's HTTP
+// API on a three-server cluster against a bare hashicorp/raft group of
+// three with a no-op FSM, both on loopback in the same run: commits per
+// second and latency, first from one client writing sequentially, then from
+// many at once. It prints bench.Result lines on standard output.
+//
+//	benchraft -stead bin/stead -dir /tmp/b [-duration 5s -rounds 3 -clients 64]
+//
+// Both groups run as three processes with fsync on every log write. The
+// baseline's leader process also runs its load, calling raft.Apply; Stead's
+// load comes from this process over HTTP to the leader's API, each write a
+// PUT of an Event that the server commits in one transaction.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stead-io/stead/bench"
+	"github.com/stead-io/stead/raftstore"
+)
+
+const benchName = "raft"
+
+// minRatio is the goal: Stead commits at least this share of what the bare
+// library commits.
+const minRatio = 0.70
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bare-node" {
+		if err := runBareNode(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "benchraft:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	flag.StringVar(&o.stead, "stead", "bin/stead", "the stead binary")
+	flag.StringVar(&o.dir, "dir", "", "work directory (default: a new temporary one)")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured round")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each phase; Stead's and the baseline's alternate")
+	flag.IntVar(&o.clients, "clients", 64, "clients of the concurrent phase")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchraft:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	stead    string
+	dir      string
+	duration time.Duration
+	rounds   int
+	clients  int
+}
+
+func run(o options) error {
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "benchraft-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.dir = d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	progress("starting the baseline group")
+	bare, err := startBareGroup(ctx, filepath.Join(o.dir, "bare"))
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+
+	progress("starting a Stead cluster")
+	cluster, err := bench.StartCluster(ctx, bench.ClusterConfig{
+		Command: []string{o.stead, "server"},
+		Dir:     filepath.Join(o.dir, "stead"),
+		Servers: 3,
+	})
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	stead := newSteadWriter(cluster.Leader(), o.clients)
+
+	payload, err := steadSizedPayload()
+	if err != nil {
+		return err
+	}
+	bareOp := func(_, _ int) error {
+		return bare.leader.raft.Apply(payload, 10*time.Second).Error()
+	}
+
+	// Warm both up: connections, caches, the first snapshot threshold far away.
+	load(1, time.Second, bareOp)
+	load(1, time.Second, stead.write)
+
+	em := bench.NewEmitter(os.Stdout)
+	phases := []struct {
+		name    string
+		clients int
+	}{
+		{"sequential commits (1 client)", 1},
+		{fmt.Sprintf("concurrent commits (%d clients)", o.clients), o.clients},
+	}
+	for _, ph := range phases {
+		var b, s bench.Run
+		for r := range o.rounds {
+			progress("%s, round %d/%d: baseline", ph.name, r+1, o.rounds)
+			b.Add(load(ph.clients, o.duration, bareOp))
+			progress("%s, round %d/%d: Stead", ph.name, r+1, o.rounds)
+			s.Add(load(ph.clients, o.duration, stead.write))
+		}
+		progress("%s: baseline %.0f/s, Stead %.0f/s", ph.name, b.PerSecond(), s.PerSecond())
+		const baseName = "bare hashicorp/raft"
+		note := fmt.Sprintf("%d rounds of %s; baseline entry %d bytes", o.rounds, o.duration, len(payload))
+		if s.Errors > 0 || b.Errors > 0 {
+			note += fmt.Sprintf("; failed writes: Stead %d, baseline %d", s.Errors, b.Errors)
+		}
+		rows := []bench.Result{
+			bench.NewResult(benchName, ph.name, "throughput", s.PerSecond(), "commits/s").
+				Against(baseName, b.PerSecond()).Want(bench.AtLeastRatio(minRatio)).WithNote("%s", note),
+			bench.NewResult(benchName, ph.name, "p50 latency", bench.Micros(s.Percentile(50)), "µs").
+				Against(baseName, bench.Micros(b.Percentile(50))),
+			bench.NewResult(benchName, ph.name, "p99 latency", bench.Micros(s.Percentile(99)), "µs").
+				Against(baseName, bench.Micros(b.Percentile(99))),
+		}
+		for _, r := range rows {
+			if err := em.Emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchraft: "+format+"\n", args...)
+}
+
+// load runs op from the given number of clients for d, each client calling
+// it again as soon as it returns, and measures each call.
+func load(clients int, d time.Duration, op func(client, seq int) error) bench.Run {
+	runs := make([]bench.Run, clients)
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &runs[c]
+			for i := 0; time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				err := op(c, i)
+				took := time.Since(t0)
+				if err != nil {
+					r.Errors++
+					once.Do(func() { firstErr = err })
+					continue
+				}
+				r.Ops++
+				r.Latencies = append(r.Latencies, took)
+			}
+		}()
+	}
+	wg.Wait()
+	total := bench.Run{}
+	for _, r := range runs {
+		total.Add(r)
+	}
+	total.Elapsed = time.Since(start)
+	if firstErr != nil {
+		progress("%d writes failed, the first with: %v", total.Errors, firstErr)
+	}
+	return total
+}
+
+// bareGroup is the baseline: the leader in this process, two followers in
+// their own.
+type bareGroup struct {
+	leader    *bareNode
+	followers []*bench.Process
+}
+
+func startBareGroup(ctx context.Context, dir string) (*bareGroup, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := bench.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(mkdir(dir), "n1.log"))
+	if err != nil {
+		return nil, err
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "bare-n1", Level: hclog.Info, Output: logFile})
+	g := &bareGroup{}
+	if g.leader, err = openBare("n1", filepath.Join(dir, "n1"), addr, true, log); err != nil {
+		return nil, err
+	}
+	err = bench.WaitFor(ctx, 20*time.Millisecond, "the baseline leader", func() (bool, error) {
+		return g.leader.raft.State() == raft.Leader, nil
+	})
+	if err != nil {
+		g.stop()
+		return nil, err
+	}
+	for _, id := range []string{"n2", "n3"} {
+		addr, err := bench.FreeAddr()
+		if err != nil {
+			g.stop()
+			return nil, err
+		}
+		p, err := bench.Start("bare "+id, filepath.Join(dir, id+".log"),
+			self, "bare-node", "-id", id, "-dir", filepath.Join(dir, id), "-raft-addr", addr)
+		if err != nil {
+			g.stop()
+			return nil, err
+		}
+		g.followers = append(g.followers, p)
+		if err := g.leader.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, time.Minute).Error(); err != nil {
+			g.stop()
+			return nil, fmt.Errorf("add baseline node %s: %w", id, err)
+		}
+	}
+	return g, nil
+}
+
+func (g *bareGroup) stop() {
+	for _, p := range g.followers {
+		p.Stop(5 * time.Second)
+	}
+	if g.leader != nil {
+		g.leader.close()
+	}
+}
+
+func mkdir(dir string) string {
+	os.MkdirAll(dir, 0o700)
+	return dir
+}
+
+// steadWriter writes through Stead's API: client c overwrites Event w-c in
+// namespace bench, so writers never conflict and the state stays small.
+type steadWriter struct {
+	base string
+	hc   *http.Client
+}
+
+func newSteadWriter(s *bench.Server, clients int) *steadWriter {
+	tr := &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients, DisableCompression: true}
+	return &steadWriter{base: s.URL("/v1/namespaces/bench/events/"), hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+func (w *steadWriter) write(client, seq int) error {
+	name := "w-" + strconv.Itoa(client)
+	req, err := http.NewRequest(http.MethodPut, w.base+name, bytes.NewReader(eventBody(name, seq, time.Now())))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PUT event %s: %s: %s", name, resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+// eventBody is the small write: an Event, as an agent or the controller
+// would record one.
+func eventBody(name string, seq int, now time.Time) []byte {
+	ts := now.UTC().Format(time.RFC3339)
+	return fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Event","metadata":{"name":%q,"namespace":"bench"},`+
+		`"involvedObject":{"kind":"Pod","namespace":"bench","name":%q},"reason":"Bench","message":"write %d",`+
+		`"type":"Normal","count":%d,"firstTimestamp":%q,"lastTimestamp":%q}`, name, name, seq, seq+1, ts, ts)
+}
+
+// steadSizedPayload returns a baseline log entry as large as the one Stead
+// commits for one write: the transaction that ensures the namespace and
+// puts the event, as the API builds it.
+func steadSizedPayload() ([]byte, error) {
+	now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench", UID: "00000000-0000-0000-0000-000000000000", CreationTimestamp: now, Generation: 1},
+		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}}
+	ns.APIVersion, ns.Kind = "v1", "Namespace"
+	ev := &corev1.Event{}
+	if err := json.Unmarshal(eventBody("w-0", 1000, now.Time), ev); err != nil {
+		return nil, err
+	}
+	ev.UID, ev.CreationTimestamp = "00000000-0000-0000-0000-000000000000", now
+	nsOp, err := raftstore.EnsureOp(raftstore.Namespaces, ns)
+	if err != nil {
+		return nil, err
+	}
+	evOp, err := raftstore.PutOp(raftstore.Events, ev)
+	if err != nil {
+		return nil, err
+	}
+	evOp.IfVersion = 1000
+	data, err := raftstore.EncodeTxn(raftstore.Txn{RequestID: "0123456789abcdef0123456789abcdef/0", Ops: []raftstore.Op{nsOp, evOp}})
+	if err != nil {
+		return nil, errors.Join(errors.New("encode the baseline entry"), err)
+	}
+	return data, nil
+}
