@@ -213,6 +213,24 @@ func ownedRevisions(ctx context.Context, c *api.Client, set *appsv1.StatefulSet)
 	return out, nil
 }
 
+// setHistory reads the set named on the command line and its revisions.
+func setHistory(ctx context.Context, g *globals, args []string) (*api.Client, *appsv1.StatefulSet, []*appsv1.ControllerRevision, error) {
+	name, err := setTarget(args)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	set, _, err := getSet(ctx, c, g.ns(), name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	revs, err := ownedRevisions(ctx, c, set)
+	return c, set, revs, err
+}
+
 func newRolloutHistoryCmd(g *globals) *cobra.Command {
 	var revision int64
 	cmd := &cobra.Command{
@@ -222,23 +240,11 @@ func newRolloutHistoryCmd(g *globals) *cobra.Command {
   stead rollout history sts/web --revision=2`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := setTarget(args)
+			_, set, revs, err := setHistory(cmd.Context(), g, args)
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			set, _, err := getSet(ctx, c, g.ns(), name)
-			if err != nil {
-				return err
-			}
-			revs, err := ownedRevisions(ctx, c, set)
-			if err != nil {
-				return err
-			}
+			name := set.Name
 			out := cmd.OutOrStdout()
 			if revision > 0 {
 				for _, r := range revs {
@@ -311,23 +317,12 @@ stuck at a broken revision is replaced without being deleted by hand.`,
   stead rollout undo sts/web --to-revision=1`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := setTarget(args)
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			set, _, err := getSet(ctx, c, g.ns(), name)
+			c, set, revs, err := setHistory(ctx, g, args)
 			if err != nil {
 				return err
 			}
-			revs, err := ownedRevisions(ctx, c, set)
-			if err != nil {
-				return err
-			}
+			name := set.Name
 			var target *appsv1.ControllerRevision
 			switch {
 			case toRevision > 0:

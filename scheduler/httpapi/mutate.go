@@ -235,29 +235,19 @@ func (s *Server) deleteStatefulSetOps(v *raftstore.View, set *appsv1.StatefulSet
 		return []raftstore.Op{op}, err
 	}
 	ops := []raftstore.Op{scheduler.DeleteOp(raftstore.StatefulSets, set)}
-	for _, o := range v.List(raftstore.Pods, set.Namespace) {
-		if !ownedBy(o, set) {
-			continue
+	for _, kind := range []raftstore.Kind{raftstore.Pods, raftstore.ControllerRevisions} {
+		for _, o := range v.List(kind, set.Namespace) {
+			if !ownedBy(o, set) {
+				continue
+			}
+			orphan := o.DeepCopyObject().(raftstore.Object)
+			orphan.SetOwnerReferences(withoutOwner(o.GetOwnerReferences(), set.UID))
+			op, err := scheduler.PutOp(kind, orphan, scheduler.Version(o))
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, op)
 		}
-		pod := o.(*corev1.Pod).DeepCopy()
-		pod.OwnerReferences = withoutOwner(pod.OwnerReferences, set.UID)
-		op, err := scheduler.PutOp(raftstore.Pods, pod, scheduler.Version(o))
-		if err != nil {
-			return nil, err
-		}
-		ops = append(ops, op)
-	}
-	for _, o := range v.List(raftstore.ControllerRevisions, set.Namespace) {
-		if !ownedBy(o, set) {
-			continue
-		}
-		rev := o.(*appsv1.ControllerRevision).DeepCopy()
-		rev.OwnerReferences = withoutOwner(rev.OwnerReferences, set.UID)
-		op, err := scheduler.PutOp(raftstore.ControllerRevisions, rev, scheduler.Version(o))
-		if err != nil {
-			return nil, err
-		}
-		ops = append(ops, op)
 	}
 	return ops, nil
 }
