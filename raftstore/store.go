@@ -41,9 +41,15 @@ type Config struct {
 	// AdvertiseAddr is the address other servers reach this one at, when
 	// it differs from BindAddr. Ignored when Transport is set.
 	AdvertiseAddr string
-	// Bootstrap makes this server a cluster of one voter (itself) if it
-	// has no Raft state yet. Others join through AddVoter on the leader.
+	// Bootstrap makes this server start a new cluster if it has no Raft
+	// state yet: a cluster of the voters in Servers, or of itself alone
+	// when Servers is empty. Others join through AddVoter on the leader.
 	Bootstrap bool
+	// Servers, with Bootstrap, are the voters of the new cluster, this
+	// server among them. Servers that form a cluster together each
+	// bootstrap with the same list, which hashicorp/raft allows as long as
+	// the lists are identical.
+	Servers []Member
 	// Logger receives Raft's and the store's logs. Nil discards them.
 	Logger hclog.Logger
 
@@ -97,6 +103,8 @@ type Store struct {
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
 
+	mark *stateMark // the member marker, written with the first Raft state
+
 	mu     sync.Mutex
 	leader bool
 	subs   []chan bool
@@ -107,8 +115,11 @@ type Store struct {
 }
 
 // Open starts this server's Raft replica. It creates DataDir/raft if
-// needed, checks the cluster-id marker, and with Bootstrap and no
-// existing state bootstraps a single-voter cluster. The state is restored
+// needed, checks the cluster-id and member markers (see Inspect), carries
+// out a lost-quorum recovery if an operator wrote DataDir/raft/peers.json,
+// and with Bootstrap and no existing state bootstraps a new cluster. It
+// fails with ErrClusterMismatch, ErrStateLost or ErrOtherServer when the
+// data directory is not this server's to use. The state is restored
 // from the newest snapshot; log entries after it are applied once a
 // leader is known, so call Barrier (on the leader) or WaitForIndex before
 // relying on a View right after Open.
@@ -168,6 +179,20 @@ func (s *Store) open(cfg Config) error {
 		}
 		s.clusterID = id
 	}
+	var marker *member
+	if cfg.DataDir != "" {
+		m, err := readMember(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		marker = m
+	}
+	s.mark = &stateMark{write: func() error {
+		if cfg.DataDir == "" {
+			return nil
+		}
+		return writeMember(cfg.DataDir, member{Server: cfg.ID, Cluster: s.clusterID})
+	}}
 
 	// Stores: raft-boltdb with fsync on every write (never NoSync).
 	logs, stable, snaps := cfg.LogStore, cfg.StableStore, cfg.SnapshotStore
@@ -189,8 +214,8 @@ func (s *Store) open(cfg Config) error {
 			stable = bolt
 		}
 	}
-	logs = &fatalLogStore{LogStore: logs, onFatal: onFatal}
-	stable = &fatalStableStore{StableStore: stable, onFatal: onFatal}
+	logs = &fatalLogStore{LogStore: logs, onFatal: onFatal, mark: s.mark}
+	stable = &fatalStableStore{StableStore: stable, onFatal: onFatal, mark: s.mark}
 	cached, err := raft.NewLogCache(512, logs)
 	if err != nil {
 		return err
@@ -237,28 +262,44 @@ func (s *Store) open(cfg Config) error {
 		return err
 	}
 
-	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(cached, stable, snaps)
+	has, err := raft.HasExistingState(cached, stable, snaps)
+	if err != nil {
+		return err
+	}
+	if err := checkMember(cfg.DataDir, marker, cfg.ID, has); err != nil {
+		return err
+	}
+	if err := s.recoverPeers(cfg, rc, cached, stable, snaps, has); err != nil {
+		return err
+	}
+	if has {
+		// A directory from before member markers, or whose cluster ID a
+		// recovery changed.
+		if marker == nil || marker.Cluster != s.clusterID {
+			if err := s.mark.write(); err != nil {
+				return err
+			}
+		}
+		s.mark.written.Store(true)
+	}
+
+	if cfg.Bootstrap && !has {
+		conf, err := bootstrapConfiguration(cfg, s.trans.LocalAddr())
 		if err != nil {
 			return err
 		}
-		if !has {
-			if s.clusterID == "" {
-				s.clusterID = cfg.ClusterID
-			}
-			if s.clusterID == "" {
-				s.clusterID = newClusterID()
-			}
-			if err := s.markCluster(cfg.DataDir); err != nil {
-				return err
-			}
-			s.logger.Info("bootstrapping a new cluster", "cluster", s.clusterID, "server", cfg.ID)
-			err := raft.BootstrapCluster(rc, cached, stable, snaps, s.trans, raft.Configuration{
-				Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: s.trans.LocalAddr()}},
-			})
-			if err != nil {
-				return fmt.Errorf("bootstrap: %w", err)
-			}
+		if s.clusterID == "" {
+			s.clusterID = cfg.ClusterID
+		}
+		if s.clusterID == "" {
+			s.clusterID = newClusterID()
+		}
+		if err := s.markCluster(cfg.DataDir); err != nil {
+			return err
+		}
+		s.logger.Info("bootstrapping a new cluster", "cluster", s.clusterID, "server", cfg.ID, "voters", len(conf.Servers))
+		if err := raft.BootstrapCluster(rc, cached, stable, snaps, s.trans, conf); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
 	if s.clusterID == "" && cfg.ClusterID != "" {
@@ -276,11 +317,32 @@ func (s *Store) open(cfg Config) error {
 	return nil
 }
 
+// bootstrapConfiguration is the configuration cfg bootstraps with: the
+// voters of cfg.Servers, or this server alone at addr.
+func bootstrapConfiguration(cfg Config, addr raft.ServerAddress) (raft.Configuration, error) {
+	if len(cfg.Servers) == 0 {
+		return raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: addr}}}, nil
+	}
+	var conf raft.Configuration
+	self := false
+	for _, m := range cfg.Servers {
+		if !m.Voter {
+			return conf, fmt.Errorf("bootstrap: server %s is not a voter; a cluster starts with voters only", m.ID)
+		}
+		self = self || m.ID == cfg.ID
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Addr)})
+	}
+	if !self {
+		return conf, fmt.Errorf("bootstrap: the servers to bootstrap with do not include this one, %s", cfg.ID)
+	}
+	return conf, nil
+}
+
 func (s *Store) markCluster(dataDir string) error {
 	if dataDir == "" {
 		return nil
 	}
-	return writeClusterID(dataDir, s.clusterID)
+	return writeClusterID(dataDir, s.clusterID, "")
 }
 
 func setIf[T comparable](dst *T, v T) {
@@ -298,6 +360,10 @@ func newClusterID() string {
 
 // ID returns this server's Raft ID.
 func (s *Store) ID() string { return s.id }
+
+// HasState reports whether this server holds Raft state: it had some when
+// it opened, or it has stored a term, a vote or a log entry since.
+func (s *Store) HasState() bool { return s.mark.written.Load() }
 
 // ClusterID returns the ID of the cluster this server belongs to, or ""
 // if neither its configuration nor its data directory names one.
