@@ -77,6 +77,7 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 		newScaleCmd(g),
 		newRolloutCmd(g),
 		newNodeCmd(g),
+		newWatchdogCmd(),
 	)
 	return root
 }
