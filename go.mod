@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/containerd/containerd v1.7.35
 	github.com/containerd/go-cni v1.1.14
+	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-immutable-radix/v2 v2.1.0
 	github.com/hashicorp/raft v1.7.3
