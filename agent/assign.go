@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stead-io/stead/api"
+)
+
+// watchAssignments follows the pods bound to this node with blocking
+// queries and hands them to their workers. When the servers cannot be
+// reached it keeps the last assignments: running pods are never stopped
+// for want of an answer.
+func (a *Agent) watchAssignments(ctx context.Context) {
+	var index uint64
+	backoff := time.Second
+	selector := "spec.nodeName=" + a.cfg.NodeName
+	for ctx.Err() == nil {
+		c := a.servers.client()
+		list, idx, err := c.List(ctx, podsResource, "", api.ListOptions{FieldSelector: selector, Index: index, Wait: DefaultAssignmentsWait})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.servers.failed(c, err)
+			a.log.Warn("watch assignments; keeping the last ones", "server", c.Addr(), "error", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+			case <-a.cfg.Clock.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		pods := make([]*corev1.Pod, 0, len(list.Items))
+		for _, raw := range list.Items {
+			var p corev1.Pod
+			if err := json.Unmarshal(raw, &p); err != nil {
+				a.log.Error("undecodable pod in assignments", "error", err)
+				continue
+			}
+			if p.Spec.NodeName == a.cfg.NodeName {
+				pods = append(pods, &p)
+			}
+		}
+		// A server that restarted, or another server, may be behind: take
+		// what it says and block from there.
+		index = idx
+		a.dispatch(ctx, pods)
+	}
+}
+
+// confirmDeleted removes the record of a pod the node finished stopping.
+func (a *Agent) confirmDeleted(ctx context.Context, pod *corev1.Pod) error {
+	c := a.servers.client()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.Delete(rctx, podsResource, pod.Namespace, pod.Name, api.DeleteOptions{Force: true})
+	if err != nil {
+		a.servers.failed(c, err)
+	}
+	return err
+}
