@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -485,6 +486,10 @@ func (m *Manager) Attach(ctx context.Context, v Volume, gen uint64) (string, err
 	}
 	defer cr.Close()
 	if err := m.raiseFence(ctx, v, cr, gen, true); err != nil {
+		var se *StaleGenerationError
+		if errors.As(err, &se) {
+			return "", err // it names the volume
+		}
 		return "", fmt.Errorf("attach volume %s: %w", v, err)
 	}
 
@@ -726,9 +731,9 @@ func (m *Manager) releaseLoops(ctx context.Context, v Volume) error {
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*unix.Stat_t)
+	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return nil
+		return fmt.Errorf("no device and inode for %s", imageFile)
 	}
 	devs, err := loopsBackedBy(uint64(st.Dev), st.Ino)
 	if err != nil || len(devs) == 0 {
@@ -827,7 +832,11 @@ func (m *Manager) Resize(ctx context.Context, v Volume, newSize int64) error {
 			return fmt.Errorf("resize volume %s: %w", v, err)
 		}
 		if out, err := m.exec(ctx, "resize2fs", ent.Source); err != nil {
-			return fmt.Errorf("resize volume %s: resize2fs %s: %w: %s", v, ent.Source, err, strings.TrimSpace(string(out)))
+			hint := ""
+			if strings.Contains(string(out), "Permission denied to resize") {
+				hint = " (the kernel allows online resizing only with CAP_SYS_RESOURCE: detach the volume and resize it offline)"
+			}
+			return fmt.Errorf("resize volume %s: resize2fs %s: %w: %s%s", v, ent.Source, err, strings.TrimSpace(string(out)), hint)
 		}
 	} else {
 		path := filepath.Join(m.VolumeDir(v), imageFile)

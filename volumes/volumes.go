@@ -81,7 +81,7 @@ type StaleGenerationError struct {
 }
 
 func (e *StaleGenerationError) Error() string {
-	return fmt.Sprintf("volume %s: generation %d is stale: the fence marker holds generation %d", e.Volume, e.Gen, e.MarkerGen)
+	return fmt.Sprintf("volume %s: attach refused: generation %d is stale, the fence marker holds generation %d", e.Volume, e.Gen, e.MarkerGen)
 }
 
 // Is makes errors.Is(err, ErrStaleGeneration) true.
