@@ -69,6 +69,7 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 	root.AddCommand(
 		newVersionCmd(g),
 		newServerCmd(),
+		newOperatorCmd(g),
 		newDevCmd(),
 		newApplyCmd(g),
 		newGetCmd(g),

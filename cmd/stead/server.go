@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,7 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,12 +61,30 @@ func newServerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a Stead server: a member of the Raft group that stores the cluster state and runs the controller",
+		Long: `stead server runs one member of the Raft group that stores the cluster
+state. Writes sent to any server are forwarded to the leader.
+
+A new cluster of N servers forms when N servers started with
+--bootstrap-expect N find each other through --join: each lists some or all
+of the others' HTTP addresses. A server without state started with --join
+alone joins an existing cluster. A restarted server keeps its data
+directory and rejoins by itself.
+
+A server refuses a data directory from another cluster, and refuses to
+start when its data directory lost the Raft state of a member: such a
+server must be removed ('stead operator raft remove-peer') and join again
+with an empty directory. If a majority of the servers is lost for good, see
+docs/operations/lost-quorum.md.`,
 		Example: `  # A single-server cluster:
   stead server --data-dir /var/lib/stead --bootstrap
 
-  # A second and third server joining the first:
-  stead server --node-id s2 --data-dir /var/lib/stead --raft-addr 10.0.0.2:7471 \
-      --http-addr 10.0.0.2:7470 --join 10.0.0.1:7470`,
+  # A cluster of three, the same command on each machine (10.0.0.1-3):
+  stead server --node-id s1 --data-dir /var/lib/stead --raft-addr 10.0.0.1:7471 \
+      --http-addr 10.0.0.1:7470 --bootstrap-expect 3 --join 10.0.0.2:7470,10.0.0.3:7470
+
+  # A fourth server joining the cluster:
+  stead server --node-id s4 --data-dir /var/lib/stead --raft-addr 10.0.0.4:7471 \
+      --http-addr 10.0.0.4:7470 --join 10.0.0.1:7470 --retry-join`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -78,16 +94,21 @@ func newServerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			<-ctx.Done()
-			return srv.Close()
+			select {
+			case <-ctx.Done():
+				return srv.Close()
+			case err := <-srv.Failed():
+				srv.Close()
+				return err
+			}
 		},
 	}
 	host, _ := os.Hostname()
 	o.addFlags(cmd, host, "/var/lib/stead")
 	f := cmd.Flags()
 	f.BoolVar(&o.bootstrap, "bootstrap", false, "start a new cluster with this server as its only member")
-	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of servers expected to form a new cluster")
-	f.StringSliceVar(&o.join, "join", nil, "HTTP addresses of existing servers to join (comma-separated)")
+	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers, started with the same value, find each other through --join")
+	f.StringSliceVar(&o.join, "join", nil, "HTTP addresses of other servers: of the cluster to join, or of the servers to form one with (comma-separated)")
 	f.BoolVar(&o.retryJoin, "retry-join", false, "keep retrying --join until it succeeds")
 	f.StringVar(&o.dnsAddr, "dns-addr", "", "also answer cluster DNS on this address (UDP and TCP), e.g. 127.0.0.1:53")
 	return cmd
@@ -112,20 +133,52 @@ type runningServer struct {
 	log    hclog.Logger
 	stop   context.CancelFunc
 	done   chan struct{}
+	// failed receives the error that makes the server stop on its own:
+	// the cluster refused it.
+	failed chan error
 }
 
-// startServer opens the Raft store, serves the API and keeps this server's
-// address recorded while it leads.
-func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runningServer, error) {
+// Failed returns a channel that receives an error if the server must stop
+// on its own.
+func (rs *runningServer) Failed() <-chan error { return rs.failed }
+
+// handlerSwap is an http.Handler whose handler can be replaced while it
+// serves: the API of a starting server, then the full one.
+type handlerSwap struct{ h atomic.Pointer[http.Handler] }
+
+func (s *handlerSwap) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *handlerSwap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+// startServer decides how the server takes part in its cluster (see
+// cluster.go), opens the Raft store, serves the API and keeps this
+// server's address recorded while it leads. While it waits for its peers
+// it answers only GET /v1/join-info.
+func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *runningServer, err error) {
 	if o.id == "" {
 		return nil, errors.New("--node-id is empty and the host has no name; set --node-id")
+	}
+	switch {
+	case o.bootstrapExpect < 0:
+		return nil, fmt.Errorf("--bootstrap-expect %d: want the number of servers of the new cluster", o.bootstrapExpect)
+	case o.bootstrap && o.bootstrapExpect > 1:
+		return nil, fmt.Errorf("--bootstrap starts a cluster of one server and --bootstrap-expect %d one of %d: choose one", o.bootstrapExpect, o.bootstrapExpect)
+	case o.bootstrapExpect > 1 && len(o.join) == 0:
+		return nil, fmt.Errorf("--bootstrap-expect %d needs --join with the HTTP addresses of the other servers", o.bootstrapExpect)
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", o.dataDir, err)
 	}
+	o.dataDir = filepath.Clean(o.dataDir)
 	clusterCIDR, err := netip.ParsePrefix(o.clusterCIDR)
 	if err != nil || !clusterCIDR.Addr().Is4() || clusterCIDR.Bits() > 24 {
 		return nil, fmt.Errorf("--cluster-cidr %q is not an IPv4 range of /24 or larger, such as 10.244.0.0/16", o.clusterCIDR)
+	}
+	dir, err := raftstore.Inspect(o.dataDir, o.id)
+	if err != nil {
+		return nil, explainDataDir(o, err)
 	}
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
@@ -135,33 +188,60 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runni
 	if advertise == "" {
 		advertise = o.raftAddr
 	}
-	store, err := raftstore.Open(raftstore.Config{
-		ID:            o.id,
-		DataDir:       filepath.Clean(o.dataDir),
-		BindAddr:      o.raftAddr,
-		AdvertiseAddr: advertise,
-		Bootstrap:     o.bootstrap || o.bootstrapExpect == 1,
-		Logger:        log.Named("raft"),
-	})
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-	leases := scheduler.NewLeases(scheduler.SystemClock{}, scheduler.DefaultLeaseTTL)
-	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases, ClusterCIDR: clusterCIDR})
-	ctx, cancel := context.WithCancel(ctx)
-	rs := &runningServer{
-		store: store, leases: leases, api: handler, addr: ln.Addr().String(), log: log, stop: cancel, done: make(chan struct{}),
-		http: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second},
-	}
+	addr := ln.Addr().String()
+	front := &handlerSwap{}
+	httpSrv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second}
+	form := &formation{o: o, log: log.Named("cluster"), dir: dir, self: httpapi.JoinInfo{
+		ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: dir.ClusterID, HasState: dir.HasState, BootstrapExpect: o.bootstrapExpect,
+	}}
+	front.set(httpapi.Starting(form.info))
 	go func() {
-		if err := rs.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "error", err)
 		}
 	}()
+	defer func() {
+		if err != nil {
+			httpSrv.Close()
+		}
+	}()
+
+	plan, err := form.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	store, err := raftstore.Open(raftstore.Config{
+		ID:            o.id,
+		ClusterID:     plan.clusterID,
+		DataDir:       o.dataDir,
+		BindAddr:      o.raftAddr,
+		AdvertiseAddr: advertise,
+		Bootstrap:     plan.bootstrap,
+		Servers:       plan.servers,
+		Logger:        log.Named("raft"),
+	})
+	if err != nil {
+		return nil, explainDataDir(o, err)
+	}
+	leases := scheduler.NewLeases(scheduler.SystemClock{}, scheduler.DefaultLeaseTTL)
+	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases, ClusterCIDR: clusterCIDR})
+	handler.HandleCluster(httpapi.ClusterOptions{HTTPAddr: addr, BootstrapExpect: o.bootstrapExpect})
+	front.set(handler)
+	ctx, cancel := context.WithCancel(ctx)
+	rs := &runningServer{
+		store: store, leases: leases, api: handler, addr: addr, log: log, stop: cancel, done: make(chan struct{}),
+		http: httpSrv, failed: make(chan error, 1),
+	}
 	go rs.lead(ctx, o.id, advertise)
-	if len(o.join) > 0 {
-		go rs.joinCluster(ctx, o, advertise)
+	req := httpapi.JoinRequest{ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: store.ClusterID(), HasState: plan.hadState}
+	switch {
+	case plan.joinFirst:
+		if err := join(ctx, log, plan.joinVia, req, plan.joinForever); err != nil {
+			rs.Close()
+			return nil, err
+		}
+	case len(plan.joinVia) > 0:
+		go rs.joinCluster(ctx, plan.joinVia, req, plan.joinForever)
 	}
 	if o.dnsAddr != "" {
 		if err := rs.serveDNS(ctx, o, clusterCIDR); err != nil {
@@ -169,8 +249,23 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (*runni
 			return nil, err
 		}
 	}
-	log.Info("server started", "id", o.id, "http", rs.addr, "raft", advertise, "data_dir", o.dataDir)
+	log.Info("server started", "id", o.id, "http", rs.addr, "raft", advertise, "data_dir", o.dataDir, "cluster", store.ClusterID())
 	return rs, nil
+}
+
+// explainDataDir adds to an error about the data directory what to do.
+func explainDataDir(o serverOptions, err error) error {
+	switch {
+	case errors.Is(err, raftstore.ErrStateLost):
+		return fmt.Errorf("%w. This server was a member of a cluster and has forgotten its votes, so it must not vote again: "+
+			"remove it with 'stead operator raft remove-peer --id %s' against another server, empty --data-dir %s, "+
+			"and start it again with --join to join as a new member", err, o.id, o.dataDir)
+	case errors.Is(err, raftstore.ErrOtherServer):
+		return fmt.Errorf("%w: start it with that --node-id, or use another --data-dir", err)
+	case errors.Is(err, raftstore.ErrClusterMismatch):
+		return fmt.Errorf("%w: to join this cluster, empty --data-dir %s and start again", err, o.dataDir)
+	}
+	return err
 }
 
 // lead runs the leader's duties for as long as this server leads: it
@@ -250,38 +345,18 @@ func (rs *runningServer) runLeader(ctx context.Context, id, raftAddr string) {
 	}
 }
 
-// joinCluster asks the servers named by --join to add this one, until one
-// accepts (or once, without --retry-join).
-func (rs *runningServer) joinCluster(ctx context.Context, o serverOptions, raftAddr string) {
-	body, _ := json.Marshal(httpapi.JoinRequest{ID: o.id, RaftAddr: raftAddr, HTTPAddr: rs.addr})
-	backoff := time.Second
-	for attempt := 1; ; attempt++ {
-		for _, addr := range o.join {
-			if !strings.Contains(addr, "://") {
-				addr = "http://" + addr
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, addr+"/v1/join", bytes.NewReader(body))
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					rs.log.Info("joined cluster", "via", addr)
-					return
-				}
-				err = fmt.Errorf("status %s", resp.Status)
-			}
-			rs.log.Warn("join failed", "via", addr, "attempt", attempt, "error", err)
-		}
-		if !o.retryJoin && attempt >= 5 {
-			rs.log.Error("could not join any of --join; restart with --retry-join to keep trying", "join", o.join)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
+// joinCluster asks the servers at addrs to add this one (or to record
+// its new addresses), in the background: a restarting member serves
+// meanwhile, since the cluster may need its vote to elect the leader that
+// will answer. A refusal stops the server.
+func (rs *runningServer) joinCluster(ctx context.Context, addrs []string, req httpapi.JoinRequest, forever bool) {
+	err := join(ctx, rs.log, addrs, req, forever)
+	switch {
+	case errors.Is(err, errJoinRefused):
+		rs.log.Error("the cluster refused this server", "error", err)
+		rs.failed <- err
+	case err != nil && ctx.Err() == nil:
+		rs.log.Error("could not join the cluster", "error", err)
 	}
 }
 
