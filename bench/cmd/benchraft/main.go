@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +55,7 @@ func main() {
 	flag.StringVar(&o.stead, "stead", "bin/stead", "the stead binary")
 	flag.StringVar(&o.dir, "dir", "", "work directory (default: a new temporary one)")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured round")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each phase; Stead's and the baseline's alternate")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each phase, Stead's and the baseline's alternating; the best counts")
 	flag.IntVar(&o.clients, "clients", 64, "clients of the concurrent phase")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -123,18 +124,20 @@ func run(o options) error {
 		{fmt.Sprintf("concurrent commits (%d clients)", o.clients), o.clients},
 	}
 	for _, ph := range phases {
-		var b, s bench.Run
+		var bs, ss []bench.Run
 		for r := range o.rounds {
 			progress("%s, round %d/%d: baseline", ph.name, r+1, o.rounds)
-			b.Add(load(ph.clients, o.duration, bareOp))
+			bs = append(bs, load(ph.clients, o.duration, bareOp))
 			progress("%s, round %d/%d: Stead", ph.name, r+1, o.rounds)
-			s.Add(load(ph.clients, o.duration, stead.write))
+			ss = append(ss, load(ph.clients, o.duration, stead.write))
 		}
+		b, s := best(bs), best(ss)
 		progress("%s: baseline %.0f/s, Stead %.0f/s", ph.name, b.PerSecond(), s.PerSecond())
 		const baseName = "bare hashicorp/raft"
-		note := fmt.Sprintf("%d rounds of %s; baseline entry %d bytes", o.rounds, o.duration, len(payload))
-		if s.Errors > 0 || b.Errors > 0 {
-			note += fmt.Sprintf("; failed writes: Stead %d, baseline %d", s.Errors, b.Errors)
+		note := fmt.Sprintf("best of %d alternating rounds of %s: Stead %s, baseline %s; baseline entry %d bytes",
+			o.rounds, o.duration, rates(ss), rates(bs), len(payload))
+		if errs := failed(ss) + failed(bs); errs > 0 {
+			note += fmt.Sprintf("; failed writes: Stead %d, baseline %d", failed(ss), failed(bs))
 		}
 		rows := []bench.Result{
 			bench.NewResult(benchName, ph.name, "throughput", s.PerSecond(), "commits/s").
@@ -142,7 +145,7 @@ func run(o options) error {
 			bench.NewResult(benchName, ph.name, "p50 latency", bench.Micros(s.Percentile(50)), "µs").
 				Against(baseName, bench.Micros(b.Percentile(50))),
 			bench.NewResult(benchName, ph.name, "p99 latency", bench.Micros(s.Percentile(99)), "µs").
-				Against(baseName, bench.Micros(b.Percentile(99))),
+				Against(baseName, bench.Micros(b.Percentile(99))).WithNote("of the best round"),
 		}
 		for _, r := range rows {
 			if err := em.Emit(r); err != nil {
@@ -151,6 +154,35 @@ func run(o options) error {
 		}
 	}
 	return nil
+}
+
+// best returns the round with the most commits per second. Other work on
+// the machine only ever takes throughput away, so the best round is the
+// closest to what the system can do.
+func best(runs []bench.Run) bench.Run {
+	var b bench.Run
+	for _, r := range runs {
+		if r.PerSecond() > b.PerSecond() {
+			b = r
+		}
+	}
+	return b
+}
+
+func rates(runs []bench.Run) string {
+	var parts []string
+	for _, r := range runs {
+		parts = append(parts, fmt.Sprintf("%.0f/s", r.PerSecond()))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func failed(runs []bench.Run) int {
+	n := 0
+	for _, r := range runs {
+		n += r.Errors
+	}
+	return n
 }
 
 func progress(format string, args ...any) {

@@ -1,0 +1,397 @@
+// Command benchplace measures placement at scale: three Stead servers,
+// each its own process, and a fleet of simulated agents that register
+// nodes, heartbeat and watch their pods over HTTP without running
+// containers. It submits StatefulSets with Parallel pod management and
+// measures placements per second, from the first submission until the
+// agents' watches have seen every ordinal on a node, and the servers'
+// resident memory. It prints bench.Result lines on standard output.
+//
+//	benchplace -server benchserver -agents 1000,5000 [-sets 100 -replicas 50]
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/bench"
+)
+
+const benchName = "placement"
+
+// minRate is the goal, in placements per second.
+const minRate = 3750
+
+type options struct {
+	server        string
+	dir           string
+	agents        []int
+	sets          int
+	replicas      int
+	timeout       time.Duration
+	profileDir    string
+	profileFor    time.Duration
+	minFreeGiB    float64
+	registerConns int
+	watchFollower bool
+}
+
+func main() {
+	var o options
+	var agents string
+	flag.StringVar(&o.server, "server", "benchserver", "the benchserver binary")
+	flag.StringVar(&o.dir, "dir", "", "work directory (default: a new temporary one)")
+	flag.StringVar(&agents, "agents", "1000,5000", "fleet sizes to run, comma-separated")
+	flag.IntVar(&o.sets, "sets", 100, "StatefulSets to submit")
+	flag.IntVar(&o.replicas, "replicas", 50, "replicas of each set")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for every ordinal to be placed")
+	flag.StringVar(&o.profileDir, "cpuprofile-dir", "", "write a CPU profile of the leader during each placement here")
+	flag.DurationVar(&o.profileFor, "cpuprofile-for", 30*time.Second, "length of the CPU profile")
+	flag.Float64Var(&o.minFreeGiB, "min-free-gib", 6, "skip fleets above 1,000 agents when less memory than this is available")
+	flag.IntVar(&o.registerConns, "register-conns", 64, "node registrations in flight at once")
+	flag.BoolVar(&o.watchFollower, "watch-follower", false, "agents watch a follower instead of the leader (writes still go to the leader)")
+	flag.Parse()
+	for _, a := range strings.Split(agents, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(a))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "benchplace: -agents %q: not a list of counts\n", agents)
+			os.Exit(2)
+		}
+		o.agents = append(o.agents, n)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchplace:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "benchplace-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.dir = d
+	}
+	em := bench.NewEmitter(os.Stdout)
+	var errs []error
+	for _, n := range o.agents {
+		name := fmt.Sprintf("%d agents, %d sets × %d replicas", n, o.sets, o.replicas)
+		if n > 1000 {
+			avail, err := bench.MemAvailable()
+			if err == nil && float64(avail)/(1<<30) < o.minFreeGiB {
+				em.Emit(bench.NewResult(benchName, name, "skipped", 0, "").
+					WithNote("only %.1f GiB of memory available, less than %.0f GiB", float64(avail)/(1<<30), o.minFreeGiB))
+				continue
+			}
+		}
+		rows, err := place(o, n, name)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", name, err)
+			progress("%v", err)
+			errs = append(errs, err)
+		}
+		for _, r := range rows {
+			if err := em.Emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchplace: "+format+"\n", args...)
+}
+
+// place runs one fleet of n agents through one placement and returns its
+// rows.
+func place(o options, n int, name string) ([]bench.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout+5*time.Minute)
+	defer cancel()
+	dir := filepath.Join(o.dir, strconv.Itoa(n))
+	progress("%s: starting three servers", name)
+	cluster, err := bench.StartCluster(ctx, bench.ClusterConfig{
+		Command:   []string{o.server},
+		Args:      []string{"--cluster-cidr", "10.0.0.0/8"},
+		Dir:       dir,
+		Servers:   3,
+		ExtraHTTP: "--pprof-addr",
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cluster.Stop()
+	leader := cluster.Leader()
+	watched := leader
+	if o.watchFollower {
+		watched = cluster.Servers[1]
+	}
+	f := newFleet(leader.URL(""), watched.URL(""), n)
+	defer f.hc.CloseIdleConnections()
+
+	progress("%s: registering %d nodes", name, n)
+	agentCtx, stopAgents := context.WithCancel(ctx)
+	defer stopAgents()
+	t := time.Now()
+	if err := f.register(ctx, n, o.registerConns); err != nil {
+		return nil, err
+	}
+	registered := time.Since(t)
+
+	progress("%s: starting heartbeats and watches", name)
+	var watching sync.WaitGroup
+	watching.Add(n)
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	for i := range n {
+		f.run(agentCtx, i, rng, &watching)
+	}
+	if err := waitGroup(ctx, &watching); err != nil {
+		return nil, fmt.Errorf("wait for every agent to watch: %w", err)
+	}
+	watchUp := time.Since(t) - registered
+
+	want := o.sets * o.replicas
+	f.expect(want)
+	clock := newIndexClock()
+	go clock.run(agentCtx, f, leader.URL(""))
+	profiled := make(chan struct{})
+	if o.profileDir != "" {
+		go func() {
+			defer close(profiled)
+			profile(ctx, leader.ExtraAddr, filepath.Join(o.profileDir, fmt.Sprintf("placement-%d.pprof", n)), o.profileFor)
+		}()
+	} else {
+		close(profiled)
+	}
+	progress("%s: submitting", name)
+	start := time.Now()
+	if err := submit(ctx, f, o.sets, o.replicas); err != nil {
+		return nil, err
+	}
+	submitted := time.Since(start)
+	timer := time.NewTimer(o.timeout)
+	defer timer.Stop()
+	timedOut := false
+	select {
+	case <-f.done:
+	case <-timer.C:
+		timedOut = true
+	}
+	seenTook := time.Since(start)
+	seen := f.bound()
+
+	// What the leader committed: every pod's binding carries the index it
+	// committed at, and the clock says when the leader got there.
+	var pods struct {
+		Items []podRef `json:"items"`
+	}
+	if _, err := f.get(ctx, leader.URL("/v1/namespaces/bench/pods"), &pods); err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	committed, lastIndex := 0, uint64(0)
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == "" {
+			continue
+		}
+		committed++
+		gen, _ := strconv.ParseUint(p.Metadata.Annotations[api.AnnotationGeneration], 10, 64)
+		lastIndex = max(lastIndex, gen)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	lastAt, err := clock.when(wctx, lastIndex)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	commitTook := lastAt.Sub(start)
+	progress("%s: %d of %d committed in %s, seen by the agents in %s", name, committed, want,
+		commitTook.Round(time.Millisecond), seenTook.Round(time.Millisecond))
+
+	var mems []bench.Memory
+	for _, s := range cluster.Servers {
+		m, err := bench.ReadMemory(s.Proc.PID())
+		if err != nil {
+			return nil, err
+		}
+		mems = append(mems, m)
+	}
+	<-profiled
+	stopAgents()
+
+	on := "the leader"
+	if o.watchFollower {
+		on = "a follower"
+	}
+	note := fmt.Sprintf("agents watch %s; registering %d nodes took %s, opening their watches %s, submitting %s",
+		on, n, registered.Round(time.Millisecond), watchUp.Round(time.Millisecond), submitted.Round(time.Millisecond))
+	if problems := check(pods.Items, f, o.sets, o.replicas); problems != "" {
+		note += "; " + problems
+	}
+	var followerRSS, followerPeak uint64
+	for _, m := range mems[1:] {
+		followerRSS, followerPeak = max(followerRSS, m.RSS), max(followerPeak, m.Peak)
+	}
+	seenRow := bench.NewResult(benchName, name, "time until the agents saw every placement", seenTook.Seconds(), "s")
+	if timedOut {
+		seenRow = seenRow.WithNote("only %d of %d seen within %s", seen, want, o.timeout)
+	}
+	rows := []bench.Result{
+		bench.NewResult(benchName, name, "placements committed per second", float64(committed)/commitTook.Seconds(), "/s").
+			Want(bench.AtLeast(minRate, "/s")).WithNote("%s", note),
+		bench.NewResult(benchName, name, "time until every ordinal is placed", commitTook.Seconds(), "s"),
+		seenRow,
+		bench.NewResult(benchName, name, "leader RSS", bench.MiB(mems[0].RSS), "MiB").WithNote("peak %.0f MiB", bench.MiB(mems[0].Peak)),
+		bench.NewResult(benchName, name, "follower RSS (larger)", bench.MiB(followerRSS), "MiB").WithNote("peak %.0f MiB", bench.MiB(followerPeak)),
+	}
+	if timedOut {
+		return rows, fmt.Errorf("the agents saw only %d of %d placements within %s", seen, want, o.timeout)
+	}
+	return rows, nil
+}
+
+// check returns what is wrong with the placements, or "": every ordinal of
+// every set bound to a node in the state, and seen by that node's agent
+// and by no other.
+func check(pods []podRef, f *fleet, sets, replicas int) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var problems []string
+	bound := map[string]string{}
+	for _, p := range pods {
+		if p.Spec.NodeName != "" {
+			bound[p.Metadata.Name] = p.Spec.NodeName
+		}
+	}
+	for i := range sets {
+		for ord := range replicas {
+			pod := api.ReplicaName(setName(i), ord)
+			node, ok := bound[pod]
+			switch {
+			case !ok:
+				problems = append(problems, pod+" not bound")
+			case f.node["bench/"+pod] != node:
+				problems = append(problems, fmt.Sprintf("%s bound to %s but seen on %q", pod, node, f.node["bench/"+pod]))
+			}
+		}
+	}
+	if len(problems) > 3 {
+		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
+	}
+	if f.moved > 0 {
+		problems = append(problems, fmt.Sprintf("%d times a pod was seen on another node than the first", f.moved))
+	}
+	if f.watchErrs > 0 {
+		problems = append(problems, fmt.Sprintf("%d failed agent calls, the last: %v", f.watchErrs, f.lastErr))
+	}
+	return strings.Join(problems, "; ")
+}
+
+func setName(i int) string { return fmt.Sprintf("set-%03d", i) }
+
+// manifest is one StatefulSet of replicas pods started all at once.
+func manifest(name string, replicas int) []byte {
+	return fmt.Appendf(nil, `apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: %[1]s
+  namespace: bench
+spec:
+  serviceName: %[1]s
+  replicas: %[2]d
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      containers:
+      - name: app
+        image: busybox
+        command: ["sleep", "3600"]
+        resources:
+          requests: {cpu: 100m, memory: 64Mi}
+`, name, replicas)
+}
+
+// submit applies the sets, eight requests at a time.
+func submit(ctx context.Context, f *fleet, sets, replicas int) error {
+	const workers = 8
+	var next atomic.Int64
+	errc := make(chan error, workers)
+	for range workers {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= sets {
+					errc <- nil
+					return
+				}
+				if err := f.call(ctx, http.MethodPost, f.base+"/v1/apply", manifest(setName(i), replicas), nil); err != nil {
+					errc <- fmt.Errorf("apply %s: %w", setName(i), err)
+					return
+				}
+			}
+		}()
+	}
+	var errs []error
+	for range workers {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+// waitGroup waits for wg or ctx.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// profile saves a CPU profile of the server whose pprof endpoint is addr.
+func profile(ctx context.Context, addr, path string, d time.Duration) {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		progress("cpu profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, resp.Body); err != nil {
+		progress("cpu profile: %v", err)
+		return
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		progress("cpu profile: %v", err)
+		return
+	}
+	progress("cpu profile of the leader written to %s", path)
+}
