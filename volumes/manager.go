@@ -485,7 +485,15 @@ func (m *Manager) Attach(ctx context.Context, v Volume, gen uint64) (string, err
 		return "", fmt.Errorf("attach volume %s: %w: %v", v, ErrFenceCorrupt, err)
 	}
 	defer cr.Close()
-	if err := m.raiseFence(ctx, v, cr, gen, true); err != nil {
+	// The exclusive fence lock is held until the mount record is written,
+	// so that in the journal no fence of a higher generation comes between
+	// this generation's check and its mount.
+	unlock, err := lockControl(ctx, cr, unix.LOCK_EX)
+	if err != nil {
+		return "", fmt.Errorf("attach volume %s: %w", v, err)
+	}
+	defer unlock()
+	if err := m.raiseFence(v, cr, gen, true); err != nil {
 		var se *StaleGenerationError
 		if errors.As(err, &se) {
 			return "", err // it names the volume
@@ -532,16 +540,12 @@ func (m *Manager) Attach(ctx context.Context, v Volume, gen uint64) (string, err
 	return hostPath, nil
 }
 
-// raiseFence checks gen against the marker under the exclusive fence lock
-// and raises the marker to gen if it is lower, appending a fence record.
+// raiseFence checks gen against the marker and raises the marker to gen if
+// it is lower, appending a fence record. The caller holds the exclusive
+// fence lock.
 // With refuseStale a gen below the marker is an error; without, it is a
 // no-op (the volume is already fenced at least that high).
-func (m *Manager) raiseFence(ctx context.Context, v Volume, cr *os.Root, gen uint64, refuseStale bool) error {
-	unlock, err := lockControl(ctx, cr, unix.LOCK_EX)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+func (m *Manager) raiseFence(v Volume, cr *os.Root, gen uint64, refuseStale bool) error {
 	cur, err := readFenceAt(cr)
 	if isNotExist(err) {
 		return fmt.Errorf("%w: the marker is missing", ErrFenceCorrupt)
@@ -585,7 +589,12 @@ func (m *Manager) Fence(ctx context.Context, v Volume, gen uint64) error {
 		return fmt.Errorf("fence volume %s: %w: %v", v, ErrFenceCorrupt, err)
 	}
 	defer cr.Close()
-	if err := m.raiseFence(ctx, v, cr, gen, false); err != nil {
+	unlock, err := lockControl(ctx, cr, unix.LOCK_EX)
+	if err != nil {
+		return fmt.Errorf("fence volume %s: %w", v, err)
+	}
+	defer unlock()
+	if err := m.raiseFence(v, cr, gen, false); err != nil {
 		return fmt.Errorf("fence volume %s: %w", v, err)
 	}
 	return nil
@@ -688,6 +697,20 @@ func (m *Manager) Detach(ctx context.Context, v Volume) error {
 // device of this node bound to the image.
 func (m *Manager) unmountImage(ctx context.Context, v Volume) error {
 	mp := m.mountpoint(v)
+	ms, err := mounts()
+	if err != nil {
+		return err
+	}
+	if ent, ok := topMount(ms, mp); ok {
+		// A bind mount of the volume (a subPath staging mount) keeps the
+		// filesystem and its loop device alive after the unmount: refuse
+		// before unmounting anything.
+		for _, e := range ms {
+			if e.Source == ent.Source && e.Mountpoint != mp {
+				return fmt.Errorf("%w: %s is still mounted at %s (a subPath staging mount?): unmount it first", ErrBusy, mp, e.Mountpoint)
+			}
+		}
+	}
 	// Unmount until nothing is left: a crash can leave a mount stacked on
 	// another.
 	for i := 0; ; i++ {

@@ -734,3 +734,62 @@ func BenchmarkImageCreate(b *testing.B) {
 		}
 	}
 }
+
+// TestDetachWaitsForStagedSubPaths: a subPath staged from an image volume
+// keeps Detach from unmounting anything until the pod's staging directory
+// is cleaned, as an agent that restarted would do with CleanStaging.
+func TestDetachWaitsForStagedSubPaths(t *testing.T) {
+	requireRoot(t)
+	dir := testDir(t)
+	m := newManager(t, dir, "a1")
+	ctx := ctxT(t)
+	v := imageVolume(filepath.Join(dir, "images"), 8<<20)
+	if err := m.Create(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	mp, err := m.Attach(ctx, v, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mp, "my.cnf"), []byte("[mysqld]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	podStaging := filepath.Join(m.StagingDir(), "pod-uid-1")
+	for _, sub := range []string{"conf", "my.cnf"} {
+		if _, _, err := StageSubPath(mp, sub, podStaging); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = m.Detach(ctx, v)
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "a subPath staging mount?") {
+		t.Fatalf("Detach with staged subPaths: %v, want ErrBusy", err)
+	}
+	if _, ok, _ := mountAt(mp); !ok {
+		t.Fatal("the refused Detach unmounted the volume")
+	}
+	if err := CleanStaging(podStaging); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(podStaging); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging directory after CleanStaging: %v", err)
+	}
+	if err := CleanStaging(podStaging); err != nil {
+		t.Errorf("second CleanStaging: %v", err)
+	}
+	if err := m.Detach(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, m, dir)
+	// The data is still in the image.
+	mp, err = m.Attach(ctx, v, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(mp, "my.cnf")); err != nil || string(data) != "[mysqld]\n" {
+		t.Errorf("my.cnf after CleanStaging: %q, %v", data, err)
+	}
+	if err := m.Detach(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, m, dir)
+}

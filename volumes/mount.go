@@ -79,12 +79,18 @@ func mountAt(path string) (mountEntry, bool, error) {
 	if err != nil {
 		return mountEntry{}, false, fmt.Errorf("list mounts: %w", err)
 	}
+	ent, ok := topMount(ms, path)
+	return ent, ok, nil
+}
+
+// topMount returns the last (topmost) of ms mounted at path.
+func topMount(ms []mountEntry, path string) (mountEntry, bool) {
 	for i := len(ms) - 1; i >= 0; i-- {
 		if ms[i].Mountpoint == path {
-			return ms[i], true, nil
+			return ms[i], true
 		}
 	}
-	return mountEntry{}, false, nil
+	return mountEntry{}, false
 }
 
 // BindMount bind-mounts the file or directory open as src (an O_PATH file

@@ -186,3 +186,44 @@ func removeStaged(dir, target string) error {
 	}
 	return nil
 }
+
+// CleanStaging unmounts every mount under dir and removes dir with what
+// StageSubPath made in it, never recursively through a mount: it is how an
+// agent that restarted (and lost the cleanup functions) removes the staging
+// mounts of a pod, given a staging directory per pod. A mount still in use
+// is reported with ErrBusy. A missing dir is already clean.
+func CleanStaging(dir string) error {
+	dir = filepath.Clean(dir)
+	ms, err := mounts()
+	if err != nil {
+		return fmt.Errorf("clean staging %s: %w", dir, err)
+	}
+	for i := len(ms) - 1; i >= 0; i-- {
+		p := ms[i].Mountpoint
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			if err := Unmount(p); err != nil {
+				return fmt.Errorf("clean staging %s: %w", dir, err)
+			}
+		}
+	}
+	var paths []string
+	err = filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("clean staging %s: %w", dir, err)
+	}
+	for i := len(paths) - 1; i >= 0; i-- {
+		if err := os.Remove(paths[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("clean staging %s: %w", dir, err)
+		}
+	}
+	return nil
+}
