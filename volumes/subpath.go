@@ -101,7 +101,9 @@ func openBeneath(dir, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), filepath.Join(dir, name)), nil
 }
 
-// subPathErr marks resolution errors that mean "leaves the volume".
+// subPathErr marks resolution errors that mean "leaves the volume":
+// EXDEV from openat2, and os.Root's error, which is not exported (its text
+// is checked by TestResolveSubPath, so a change in Go shows there).
 func subPathErr(err error) error {
 	if errors.Is(err, unix.EXDEV) || strings.Contains(err.Error(), "path escapes from parent") {
 		return fmt.Errorf("%w: it leads outside the volume through a symlink (%v)", ErrUnsafeSubPath, err)

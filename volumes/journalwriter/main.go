@@ -4,7 +4,7 @@
 // marker: while holding the fence lock shared it reads the marker and, if
 // the marker's generation is above its own, appends a "reject" record and
 // exits with status 3; otherwise it appends a "write" record (O_APPEND,
-// fsync). A volume.CheckJournal of the journal then shows whether two
+// fsync). volumes.CheckJournal over the journal then shows whether two
 // writers ever shared the volume.
 //
 // Environment:
