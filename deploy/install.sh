@@ -171,8 +171,19 @@ if [ "$role" = server ]; then
 	if $bootstrap && [ -n "$bootstrap_expect" ]; then
 		usage_error "--bootstrap and --bootstrap-expect exclude each other"
 	fi
-	if ! $bootstrap && [ -z "$bootstrap_expect" ] && [ -z "$servers" ]; then
-		usage_error "a server needs --bootstrap (the first server), --bootstrap-expect N or --servers to join"
+	# The servers to join or to form the cluster with: --servers without
+	# this one.
+	join=()
+	if [ -n "$servers" ]; then
+		IFS=, read -ra list <<<"$servers"
+		for s in "${list[@]}"; do
+			[ -n "$s" ] || continue
+			s=$(with_port "$s" 7470)
+			[ "$s" = "$(with_port "$addr" 7470)" ] || join+=("$s")
+		done
+	fi
+	if ! $bootstrap && [ -z "$bootstrap_expect" ] && [ ${#join[@]} -eq 0 ]; then
+		usage_error "a server needs --bootstrap (the first server), --bootstrap-expect N or other --servers to join"
 	fi
 else
 	$bootstrap && usage_error "--bootstrap is for servers"
@@ -209,8 +220,11 @@ trap cleanup EXIT
 
 # One connection for everything; it ends with the script (ControlPersist
 # also ends it a minute after a script that was killed).
-"${ssh_cmd[@]}" -o ControlMaster=yes -o ControlPersist=60 -f -N "$dest" ||
+# Its output goes to a file, so that it does not hold our stdout open.
+if ! "${ssh_cmd[@]}" -o ControlMaster=yes -o ControlPersist=60 -f -N "$dest" >"$work/ssh.log" 2>&1; then
+	cat "$work/ssh.log" >&2
 	die "cannot ssh to $dest"
+fi
 
 sudo=
 # remote SCRIPT ARG... runs the sh script SCRIPT on the host, as root, with
@@ -253,24 +267,16 @@ if [ "$role" = server ]; then
 	flag raft-addr "$(with_port "$addr" 7471)"
 	$bootstrap && flag bootstrap
 	[ -z "$bootstrap_expect" ] || flag bootstrap-expect "$bootstrap_expect"
-	if [ -n "$servers" ]; then
-		join=()
-		IFS=, read -ra list <<<"$servers"
-		for s in "${list[@]}"; do
-			s=$(with_port "$s" 7470)
-			[ "$s" = "$http_addr" ] || join+=("$s")
-		done
-		if [ ${#join[@]} -gt 0 ]; then
-			flag join "$(IFS=,; echo "${join[*]}")"
-			flag retry-join
-		fi
+	if [ ${#join[@]} -gt 0 ]; then
+		flag join "$(IFS=,; echo "${join[*]}")"
+		flag retry-join
 	fi
 else
 	list=()
 	IFS=, read -ra list <<<"$servers"
 	all=()
 	for s in "${list[@]}"; do
-		all+=("$(with_port "$s" 7470)")
+		[ -z "$s" ] || all+=("$(with_port "$s" 7470)")
 	done
 	flag servers "$(IFS=,; echo "${all[*]}")"
 	flag node-name "$node_name"

@@ -431,6 +431,7 @@ func TestInstallRefusesBadInput(t *testing.T) {
 		{"agent without servers", []string{"--role", "agent", "h"}, 2, "an agent needs --servers"},
 		{"agent with bootstrap", []string{"--role", "agent", "--servers", "s1", "--bootstrap", "h"}, 2, "--bootstrap is for servers"},
 		{"server with nothing to form or join", []string{"--role", "server", "10.0.0.1"}, 2, "a server needs --bootstrap"},
+		{"server whose --servers is itself", []string{"--role", "server", "--servers", "10.0.0.1:7470", "root@10.0.0.1"}, 2, "or other --servers to join"},
 		{"server on a host name without --addr", []string{"--role", "server", "--bootstrap", "root@db1"}, 2, "--addr is required when the host ('db1') is not an IP address"},
 		{"bootstrap and bootstrap-expect", []string{"--role", "server", "--bootstrap", "--bootstrap-expect", "3", "10.0.0.1"}, 2, "exclude each other"},
 		{"bootstrap-expect not a number", []string{"--role", "server", "--bootstrap-expect", "three", "10.0.0.1"}, 2, "--bootstrap-expect 'three' is not a positive number"},
