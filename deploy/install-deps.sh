@@ -7,6 +7,7 @@ packages=(
 	iptables nftables iproute2                  # pod networking and the cluster tests' partitions
 	dnsutils                                    # dig, for the DNS tests
 	busybox-static e2fsprogs                    # test images and image volumes
+	openssh-server openssh-client              # the install-over-ssh test
 )
 
 missing=()
