@@ -32,9 +32,9 @@ import (
 //     before a lost-quorum recovery).
 //   - Without state and with --join, it asks the leader for the Raft
 //     configuration (a read the leader confirms with VerifyLeader). If its
-//     ID is a member that already took part, its data directory was
-//     emptied: it refuses to start. Otherwise it takes the cluster's ID,
-//     starts Raft, and asks the leader to add it.
+//     ID is a member, its data directory was emptied and it may have
+//     forgotten votes it cast: it refuses to start. Otherwise it takes the
+//     cluster's ID, starts Raft, and asks the leader to add it.
 //   - With --bootstrap-expect N, servers without state ask each other
 //     (GET /v1/join-info) until N of them know the same N servers; then
 //     each bootstraps with the same configuration of N voters, which
@@ -42,16 +42,20 @@ import (
 //
 // The cluster ID of a new cluster is the proposal of the server with the
 // lowest ID. Each server writes its proposal to its data directory before
-// it tells anyone, so a restart does not change it; a server bootstraps
-// only once all N report the same N servers, and so read the same
-// proposal. One that looks after others have bootstrapped finds them
-// holding state (with it in their configuration, and only the bootstrap
-// entry in their log) and bootstraps with their configuration and ID; once
-// a leader is elected, a late server joins it instead, and the leader lets
-// it in because it never took part. What this cannot prevent is a wrong
-// count: more than N servers started with --bootstrap-expect N can form
-// two clusters if they see different sets, so a server that sees more
-// than N waits and says so.
+// it tells anyone, so a restart does not change it. A server bootstraps
+// only once every one of the N reports the same N servers, so all read
+// the same proposal. The others only count a server that reports the same
+// N servers, so a server is in the configuration only if it found all N
+// itself. One that looks again after the others bootstrapped finds them
+// holding state and listing it: having found exactly that configuration
+// in this run, it knows it never started Raft, so it starts without state
+// (the leader brings it up to date) and says so when it joins. A server
+// that lost its state and starts again cannot pass for it: it never
+// counts servers that hold state, so it never finds the whole
+// configuration. What this cannot prevent is a wrong count: more than N
+// servers started with --bootstrap-expect N could form two clusters if
+// they saw different sets, so a server that sees more than N waits and
+// says so.
 
 // peerTimeout bounds one request to another server while forming or
 // joining a cluster.
@@ -76,15 +80,37 @@ type formDecision struct {
 type formAction int
 
 const (
-	formWait formAction = iota
-	formJoin
-	formBootstrap
+	formWait      formAction = iota
+	formJoin                 // join the cluster at via
+	formBootstrap            // bootstrap with servers and clusterID
+	formLate                 // start Raft without state in the cluster via belongs to
 )
+
+// formedWith reports whether servers, the configuration of a cluster that
+// lists self, are the servers self itself found while waiting to form a
+// cluster: then it took part in forming that cluster and the others
+// bootstrapped first. A server that lost its state and starts again finds
+// the others holding state and never counts them, so it never finds the
+// whole configuration.
+func formedWith(self httpapi.JoinInfo, servers []httpapi.Peer) bool {
+	return len(self.Discovered) > 1 && slices.Equal(peerIDs(self.Discovered), peerIDs(servers))
+}
+
+// lostState is the error of a server without state that its cluster
+// lists as a member.
+func lostState(id, via, raftAddr string) error {
+	return fmt.Errorf("%w: server %s is a member of the cluster at %s (Raft address %s) but its data directory holds no Raft state. "+
+		"A member that forgot its votes must not vote again: remove it with 'stead --server %s operator raft remove-peer --id %s', "+
+		"empty its --data-dir and start it again to join as a new member",
+		raftstore.ErrStateLost, id, via, raftAddr, via, id)
+}
 
 // decideFormation decides how self, a server without Raft state started
 // with --bootstrap-expect expect, goes on, given the answers of the other
 // servers to GET /v1/join-info. It is a pure function of its inputs. It
-// fails when the servers' settings make forming a cluster unsafe.
+// fails when the servers' settings make forming a cluster unsafe, and when
+// a cluster lists self as a member that self did not form it with: self
+// lost its state.
 func decideFormation(self httpapi.JoinInfo, expect int, answers []httpapi.JoinInfo) (formDecision, error) {
 	byID := map[string]httpapi.JoinInfo{}
 	var others []httpapi.JoinInfo
@@ -103,7 +129,8 @@ func decideFormation(self httpapi.JoinInfo, expect int, answers []httpapi.JoinIn
 	}
 	slices.SortFunc(others, func(a, b httpapi.JoinInfo) int { return strings.Compare(a.ID, b.ID) })
 
-	// A cluster that has a leader: join it.
+	// A cluster that has a leader: join it. Whether this server is a
+	// member already is for the leader to say.
 	for _, a := range others {
 		if a.HasState && a.Leader != "" {
 			via := a.LeaderHTTPAddr
@@ -113,7 +140,7 @@ func decideFormation(self httpapi.JoinInfo, expect int, answers []httpapi.JoinIn
 			return formDecision{action: formJoin, via: via}, nil
 		}
 	}
-	// Servers that bootstrapped but have no leader yet.
+	// Servers that bootstrapped and have no leader yet.
 	for _, a := range others {
 		if !a.HasState {
 			continue
@@ -123,21 +150,15 @@ func decideFormation(self httpapi.JoinInfo, expect int, answers []httpapi.JoinIn
 		case i < 0:
 			return formDecision{action: formWait, reason: fmt.Sprintf("server %s belongs to a cluster that does not list this one and has no leader yet", a.ID)}, nil
 		case a.Servers[i].RaftAddr != self.RaftAddr:
-			return formDecision{}, fmt.Errorf("server %s bootstrapped a cluster that lists this server, %s, at Raft address %s, not %s; start it with --raft-addr %s",
+			return formDecision{}, fmt.Errorf("server %s is in a cluster that lists this server, %s, at Raft address %s, not %s; start it with --raft-addr %s",
 				a.ID, self.ID, a.Servers[i].RaftAddr, self.RaftAddr, a.Servers[i].RaftAddr)
-		case a.LastIndex > 1:
-			// Its log holds more than the bootstrap: a leader wrote to
-			// it. Whether this server took part is for that leader to
-			// say, once there is one again.
-			return formDecision{action: formWait, reason: fmt.Sprintf("the cluster of server %s lists this server and has no leader right now", a.ID)}, nil
+		case !formedWith(self, a.Servers):
+			return formDecision{}, lostState(self.ID, a.HTTPAddr, a.Servers[i].RaftAddr)
 		}
-		// It bootstrapped with this server in its configuration before
-		// this one saw everybody agree: bootstrap the same way.
-		var servers []raftstore.Member
-		for _, p := range a.Servers {
-			servers = append(servers, raftstore.Member{ID: p.ID, Addr: p.RaftAddr, Voter: p.Voter})
-		}
-		return formDecision{action: formBootstrap, servers: servers, clusterID: a.ClusterID}, nil
+		// The others bootstrapped with this server before it saw them
+		// agree: it starts Raft without state and their leader-to-be
+		// brings it up to date.
+		return formDecision{action: formLate, via: a.HTTPAddr, clusterID: a.ClusterID}, nil
 	}
 
 	// Everybody is new: count those waiting for the same number.
@@ -204,6 +225,9 @@ type startPlan struct {
 	joinFirst bool
 	// joinForever retries the join until it succeeds.
 	joinForever bool
+	// formed: the server is one of those the cluster was formed with,
+	// starting Raft after the others bootstrapped (JoinRequest.Formed).
+	formed bool
 }
 
 // formation decides how a server takes part in a cluster before it starts
@@ -315,6 +339,9 @@ func (f *formation) form(ctx context.Context) (startPlan, error) {
 		case formJoin:
 			f.log.Info("found a cluster with a leader; joining it", "via", d.via)
 			return f.joinPlan(ctx, []string{d.via}, true)
+		case formLate:
+			f.log.Info("the others formed the cluster first; starting without state", "via", d.via, "cluster", d.clusterID)
+			return f.latePlan(d.clusterID, append([]string{d.via}, f.o.join...))
 		case formBootstrap:
 			if err := raftstore.SetClusterID(f.o.dataDir, d.clusterID); err != nil {
 				return startPlan{}, err
@@ -355,8 +382,9 @@ func (f *formation) addrs() []string {
 
 // joinPlan prepares a server without Raft state to join the cluster that
 // the servers at addrs belong to. It asks the leader for the
-// configuration; a server whose ID already took part is refused, since it
-// has forgotten its votes. Then it takes the cluster's ID. Without
+// configuration: a server whose ID is a member already is refused, since
+// it may have forgotten votes it cast, unless it formed the cluster with
+// the others and is only late. Then it takes the cluster's ID. Without
 // forever it gives up after five rounds.
 func (f *formation) joinPlan(ctx context.Context, addrs []string, forever bool) (startPlan, error) {
 	backoff := time.Second
@@ -367,13 +395,12 @@ func (f *formation) joinPlan(ctx context.Context, addrs []string, forever bool) 
 				f.log.Warn("ask for the cluster's configuration", "via", addr, "attempt", attempt, "error", err)
 				continue
 			}
-			for _, p := range conf.Servers {
-				if p.ID == f.o.id && p.HTTPAddr != "" {
-					return startPlan{}, fmt.Errorf("%s: server %s is a member of the cluster at %s (Raft address %s) but %s holds no Raft state. "+
-						"A member that forgot its votes must not vote again: remove it with 'stead --server %s operator raft remove-peer --id %s', "+
-						"empty --data-dir and start it again to join as a new member",
-						raftstore.ErrStateLost, f.o.id, addr, p.RaftAddr, f.o.dataDir, addr, f.o.id)
+			if i := slices.IndexFunc(conf.Servers, func(p httpapi.Peer) bool { return p.ID == f.o.id }); i >= 0 {
+				if !formedWith(f.info(), conf.Servers) {
+					return startPlan{}, lostState(f.o.id, addr, conf.Servers[i].RaftAddr)
 				}
+				f.log.Info("the others formed the cluster first; starting without state", "via", addr, "cluster", conf.ClusterID)
+				return f.latePlan(conf.ClusterID, addrs)
 			}
 			if conf.ClusterID != "" {
 				if err := raftstore.SetClusterID(f.o.dataDir, conf.ClusterID); err != nil {
@@ -392,6 +419,17 @@ func (f *formation) joinPlan(ctx context.Context, addrs []string, forever bool) 
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// latePlan starts a server the others formed a cluster with, after they
+// bootstrapped: it takes the cluster's ID and starts Raft without state,
+// as a voter the leader brings up to date. It joins in the background, to
+// record its address: the cluster may need its vote to elect a leader.
+func (f *formation) latePlan(clusterID string, via []string) (startPlan, error) {
+	if err := raftstore.SetClusterID(f.o.dataDir, clusterID); err != nil {
+		return startPlan{}, err
+	}
+	return startPlan{clusterID: clusterID, joinVia: via, joinForever: true, formed: true}, nil
 }
 
 // errJoinRefused marks a join the leader refused; retrying will not help.

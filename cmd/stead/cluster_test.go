@@ -39,6 +39,8 @@ func describe(d formDecision) string {
 	switch d.action {
 	case formJoin:
 		return "join via " + d.via
+	case formLate:
+		return fmt.Sprintf("start late in %s via %s", d.clusterID, d.via)
 	case formBootstrap:
 		var ids []string
 		for _, m := range d.servers {
@@ -117,13 +119,25 @@ func TestDecideFormation(t *testing.T) {
 			self: s2,
 			answers: []httpapi.JoinInfo{bootstrapped("s1", "c-s1", "", 1, "s1", "s2", "s3"),
 				newServer("s3", 3, "s1", "s2", "s3")},
-			want: "bootstrap s1@s1:7471 s2@s2:7471 s3@s3:7471 as c-s1",
+			want: "start late in c-s1 via s1:7470",
 		},
 		{
-			name:    "a leaderless cluster listing this server that a leader wrote to",
+			name:    "others bootstrapped with this server, and wrote since, before it saw them agree",
 			self:    s2,
 			answers: []httpapi.JoinInfo{bootstrapped("s1", "c-s1", "", 9, "s1", "s2", "s3")},
-			want:    "wait: the cluster of server s1 lists this server and has no leader right now",
+			want:    "start late in c-s1 via s1:7470",
+		},
+		{
+			name:    "a leaderless cluster lists this server, which lost its state",
+			self:    newServer("s2", 3),
+			answers: []httpapi.JoinInfo{bootstrapped("s1", "c-s1", "", 9, "s1", "s2", "s3"), bootstrapped("s3", "c-s1", "", 9, "s1", "s2", "s3")},
+			want:    "error: data directory lost its Raft state: server s2 is a member of the cluster at s1:7470 (Raft address s2:7471)",
+		},
+		{
+			name:    "a cluster that has changed since this server found its servers",
+			self:    s2,
+			answers: []httpapi.JoinInfo{bootstrapped("s1", "c-s1", "", 9, "s1", "s2", "s4")},
+			want:    "error: data directory lost its Raft state: server s2 is a member of the cluster at s1:7470",
 		},
 		{
 			name:    "a leaderless cluster without this server",
@@ -139,7 +153,7 @@ func TestDecideFormation(t *testing.T) {
 				b.Servers[1].RaftAddr = "elsewhere:7471"
 				return b
 			}()},
-			want: "error: server s1 bootstrapped a cluster that lists this server, s2, at Raft address elsewhere:7471, not s2:7471",
+			want: "error: server s1 is in a cluster that lists this server, s2, at Raft address elsewhere:7471, not s2:7471",
 		},
 		{
 			name: "another server with this server's ID",

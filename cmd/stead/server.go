@@ -233,7 +233,7 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 		http: httpSrv, failed: make(chan error, 1),
 	}
 	go rs.lead(ctx, o.id, advertise)
-	req := httpapi.JoinRequest{ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: store.ClusterID(), HasState: plan.hadState}
+	req := httpapi.JoinRequest{ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: store.ClusterID(), HasState: plan.hadState, Formed: plan.formed}
 	switch {
 	case plan.joinFirst:
 		if err := join(ctx, log, plan.joinVia, req, plan.joinForever); err != nil {

@@ -27,9 +27,15 @@ type JoinRequest struct {
 	ClusterID string `json:"clusterID,omitempty"`
 	// HasState says the joiner held Raft state when it started: it is a
 	// member restarting, not a new server. A server without state is
-	// never let in under the ID of a member that already took part: it
-	// has forgotten its votes, and could cast one twice.
+	// never let in under the ID of a member: it may have forgotten the
+	// votes it cast, and could cast one twice.
 	HasState bool `json:"hasState,omitempty"`
+	// Formed says the joiner is one of the servers the cluster was
+	// formed with (--bootstrap-expect), starting Raft for the first time
+	// after the others bootstrapped: a member without state that never
+	// took part. Only the joiner can know this, from what it saw while
+	// the cluster formed.
+	Formed bool `json:"formed,omitempty"`
 }
 
 // JoinResponse is the answer to an accepted JoinRequest.
@@ -169,7 +175,7 @@ func Starting(info func() JoinInfo) http.Handler {
 
 // join adds a server as a voter and records where its API listens. It
 // refuses a server from another cluster, and a server that comes back
-// without its Raft state under the ID of a member that took part.
+// without its Raft state under the ID of a member.
 func (s *Server) join(w http.ResponseWriter, r *http.Request, body []byte) error {
 	var req JoinRequest
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -201,11 +207,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, body []byte) error
 				req.ID, req.RaftAddr, m.ID, m.ID, m.ID)
 		}
 	}
-	// A member that took part records its address when it joins (or
-	// takes office); one listed without a record was named by a
-	// bootstrap and has not started yet.
-	_, tookPart := serverInfo(st.View(), req.ID)
-	if current != nil && tookPart && !req.HasState {
+	if current != nil && !req.HasState && !req.Formed {
 		return conflict("%s", lostStateMessage(req.ID))
 	}
 	if err := s.Register(r.Context(), req.ID, req.RaftAddr, req.HTTPAddr); err != nil {

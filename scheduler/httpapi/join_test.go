@@ -118,7 +118,8 @@ func TestJoinChecksClusterAndLostState(t *testing.T) {
 }
 
 // A server named by the bootstrap of the others but started after they
-// elected a leader has no state and no record: it is let in.
+// elected a leader has no state; it says it was formed with them, and is
+// let in. Without saying so it is a member that lost its state.
 func TestJoinOfBootstrapMemberStartedLate(t *testing.T) {
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	var all []raftstore.Member
@@ -129,13 +130,17 @@ func TestJoinOfBootstrapMemberStartedLate(t *testing.T) {
 	s2 := startClusterServer(t, "s2", addrs[1], all)
 	leader := leaderOf(t, s1, s2)
 	s3 := startClusterServer(t, "s3", addrs[2], nil)
-	if err := joinVia(leader, JoinRequest{ID: "s3", RaftAddr: addrs[2], HTTPAddr: s3.httpAddr(), ClusterID: "c1"}); err != nil {
+	req := JoinRequest{ID: "s3", RaftAddr: addrs[2], HTTPAddr: s3.httpAddr(), ClusterID: "c1"}
+	if err := joinVia(leader, req); !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "started without its Raft state") {
+		t.Fatalf("join of a listed server without state: %v, want a conflict", err)
+	}
+	req.Formed = true
+	if err := joinVia(leader, req); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "s3 follows", func() bool { id, _ := s3.store.LeaderID(); return id == leader.api.cfg.ID })
-	// Now it took part: the same request again is a member without state.
-	if err := joinVia(leader, JoinRequest{ID: "s3", RaftAddr: addrs[2], HTTPAddr: s3.httpAddr(), ClusterID: "c1"}); !apierrors.IsConflict(err) {
-		t.Fatalf("second join without state: %v, want a conflict", err)
+	if srv, ok := raftstore.GetOf[*api.Server](leader.store.View(), raftstore.Servers, "", "s3"); !ok || srv.Spec.HTTPAddr != s3.httpAddr() {
+		t.Errorf("s3's record: %v %+v", ok, srv)
 	}
 }
 
