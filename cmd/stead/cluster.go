@@ -220,7 +220,9 @@ type startPlan struct {
 	// or bootstrapped it.
 	hadState bool
 	// joinVia are the servers to send POST /v1/join to once the store
-	// is open; joinFirst makes startServer wait for that join.
+	// is open; joinFirst makes startServer wait for that join. A member
+	// sends it to its own API, which forwards it to whichever server
+	// leads once there is a leader.
 	joinVia   []string
 	joinFirst bool
 	// joinForever retries the join until it succeeds.
@@ -260,7 +262,12 @@ func (f *formation) prepare(ctx context.Context) (startPlan, error) {
 		if err := f.checkCluster(ctx); err != nil {
 			return startPlan{}, err
 		}
-		return startPlan{hadState: true, joinVia: o.join, joinForever: o.retryJoin || o.bootstrapExpect > 1}, nil
+		plan := startPlan{hadState: true}
+		if len(o.join) > 0 || o.bootstrapExpect > 1 {
+			// Record the addresses it serves at now.
+			plan.joinVia, plan.joinForever = f.own(), true
+		}
+		return plan, nil
 	case o.bootstrap || o.bootstrapExpect == 1:
 		return startPlan{bootstrap: true, hadState: true}, nil
 	case o.bootstrapExpect > 1:
@@ -341,19 +348,15 @@ func (f *formation) form(ctx context.Context) (startPlan, error) {
 			return f.joinPlan(ctx, []string{d.via}, true)
 		case formLate:
 			f.log.Info("the others formed the cluster first; starting without state", "via", d.via, "cluster", d.clusterID)
-			return f.latePlan(d.clusterID, append([]string{d.via}, f.o.join...))
+			return f.latePlan(d.clusterID)
 		case formBootstrap:
 			if err := raftstore.SetClusterID(f.o.dataDir, d.clusterID); err != nil {
 				return startPlan{}, err
 			}
 			f.log.Info("forming a new cluster", "cluster", d.clusterID, "servers", len(d.servers))
-			var via []string
-			for _, p := range d.discovered {
-				via = append(via, p.HTTPAddr)
-			}
 			return startPlan{
 				clusterID: d.clusterID, bootstrap: true, servers: d.servers, hadState: true,
-				joinVia: append(via, f.o.join...), joinForever: true,
+				joinVia: f.own(), joinForever: true,
 			}, nil
 		}
 		f.mu.Lock()
@@ -400,7 +403,7 @@ func (f *formation) joinPlan(ctx context.Context, addrs []string, forever bool) 
 					return startPlan{}, lostState(f.o.id, addr, conf.Servers[i].RaftAddr)
 				}
 				f.log.Info("the others formed the cluster first; starting without state", "via", addr, "cluster", conf.ClusterID)
-				return f.latePlan(conf.ClusterID, addrs)
+				return f.latePlan(conf.ClusterID)
 			}
 			if conf.ClusterID != "" {
 				if err := raftstore.SetClusterID(f.o.dataDir, conf.ClusterID); err != nil {
@@ -425,12 +428,15 @@ func (f *formation) joinPlan(ctx context.Context, addrs []string, forever bool) 
 // bootstrapped: it takes the cluster's ID and starts Raft without state,
 // as a voter the leader brings up to date. It joins in the background, to
 // record its address: the cluster may need its vote to elect a leader.
-func (f *formation) latePlan(clusterID string, via []string) (startPlan, error) {
+func (f *formation) latePlan(clusterID string) (startPlan, error) {
 	if err := raftstore.SetClusterID(f.o.dataDir, clusterID); err != nil {
 		return startPlan{}, err
 	}
-	return startPlan{clusterID: clusterID, joinVia: via, joinForever: true, formed: true}, nil
+	return startPlan{clusterID: clusterID, joinVia: f.own(), joinForever: true, formed: true}, nil
 }
+
+// own is this server's own API, for a member's join.
+func (f *formation) own() []string { return []string{f.self.HTTPAddr} }
 
 // errJoinRefused marks a join the leader refused; retrying will not help.
 var errJoinRefused = errors.New("join refused")

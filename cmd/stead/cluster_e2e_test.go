@@ -432,3 +432,131 @@ func survivorOf(servers []*serverProc, a, b *serverProc) *serverProc {
 	}
 	return nil
 }
+
+// TestLostQuorumDrill follows docs/operations/lost-quorum.md: two of three
+// servers are lost for good; the survivor is stopped, given a peers.json
+// listing itself, and started again. It serves the state it had, under a
+// new cluster ID, and a lost server's old data directory is refused.
+func TestLostQuorumDrill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := steadBinary(t)
+	manifest, err := os.ReadFile("../../examples/web.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers []*serverProc
+	for i := range 3 {
+		servers = append(servers, &serverProc{
+			id: fmt.Sprintf("s%d", i+1), dataDir: t.TempDir(), httpAddr: freePort(t), raftAddr: freePort(t),
+		})
+	}
+	argsOf := func(s *serverProc) []string {
+		var join []string
+		for _, o := range servers {
+			if o != s {
+				join = append(join, o.httpAddr)
+			}
+		}
+		return []string{"--bootstrap-expect", "3", "--join", strings.Join(join, ",")}
+	}
+	for _, s := range servers {
+		s.start(t, bin, argsOf(s)...)
+	}
+	leader := waitLeader(t, servers, nil)
+	var applied *api.ApplyResult
+	eventually(t, 30*time.Second, "applied", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		applied, err = leader.client(t).Apply(ctx, manifest, "")
+		return err
+	})
+	survivor, lost := servers[0], servers[1:]
+	before, err := webOn(t, survivor, applied.Index-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCluster := strings.TrimSpace(readFileT(t, filepath.Join(survivor.dataDir, "cluster-id")))
+
+	// Two servers are lost for good.
+	for _, s := range lost {
+		s.kill9(t)
+	}
+	// The survivor still tells its view of the configuration.
+	out, err := stead(t, bin, survivor.httpAddr, "operator", "raft", "list-peers", "--stale")
+	if err != nil || strings.Count(out, " true\n") != 3 {
+		t.Fatalf("list-peers --stale: %v\n%s", err, out)
+	}
+
+	// Stop the survivor, write peers.json, start it again.
+	if err := survivor.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-survivor.exited
+	peers := fmt.Sprintf(`[{"id": %q, "address": %q, "non_voter": false}]`, survivor.id, survivor.raftAddr)
+	if err := os.WriteFile(filepath.Join(survivor.dataDir, "raft", "peers.json"), []byte(peers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	survivor.start(t, bin, argsOf(survivor)...)
+	if leader := waitLeader(t, []*serverProc{survivor}, nil); leader != survivor {
+		t.Fatalf("leader %s", leader.id)
+	}
+	after, err := webOn(t, survivor, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.UID != before.UID {
+		t.Errorf("web after recovery has uid %s, before %s", after.UID, before.UID)
+	}
+	eventually(t, 30*time.Second, "a write after recovery", func() error {
+		out, err := stead(t, bin, survivor.httpAddr, "scale", "sts/web", "--replicas=2")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join(survivor.dataDir, "raft", "peers.json")); !os.IsNotExist(err) {
+		t.Errorf("peers.json is still there: %v", err)
+	}
+	marker := readFileT(t, filepath.Join(survivor.dataDir, "cluster-id"))
+	if lines := strings.Split(strings.TrimSpace(marker), "\n"); len(lines) != 2 || lines[0] == oldCluster || lines[1] != "recovered-from "+oldCluster {
+		t.Errorf("cluster-id after recovery %q, old %s", marker, oldCluster)
+	}
+	if rows := peersOf(t, bin, survivor); !slices.Equal(rows, []string{survivor.id + " " + survivor.id + " leader true"}) {
+		t.Errorf("list-peers after recovery: %q", rows)
+	}
+
+	// A lost server comes back with its old data directory: refused.
+	back := lost[0]
+	back.start(t, bin, "--join", survivor.httpAddr)
+	out = back.waitExit(t, 20*time.Second)
+	if !strings.Contains(out, "from another cluster, or from before a lost-quorum recovery") {
+		t.Errorf("old data dir after recovery: output lacks the refusal:\n%s", out)
+	}
+	// Emptied, it joins as a new member.
+	if err := os.RemoveAll(back.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	back.start(t, bin, "--join", survivor.httpAddr)
+	eventually(t, 30*time.Second, back.id+" joined", func() error {
+		if !back.alive() {
+			t.Fatalf("%s stopped:\n%s", back.id, back.log)
+		}
+		rows := peersOf(t, bin, survivor)
+		if !slices.Equal(rows, []string{survivor.id + " " + survivor.id + " leader true", back.id + " " + back.id + " follower true"}) {
+			return fmt.Errorf("peers %q", rows)
+		}
+		_, err := webOn(t, back, 0)
+		return err
+	})
+}
+
+func readFileT(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
