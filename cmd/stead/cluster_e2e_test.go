@@ -560,3 +560,40 @@ func readFileT(t *testing.T, path string) string {
 	}
 	return string(data)
 }
+
+// TestServerFlags checks that settings which cannot form or join a cluster
+// stop the server with a message saying what to do, before it starts Raft.
+func TestServerFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := steadBinary(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"nothing to start from", nil, "holds no cluster state: start this server with --bootstrap"},
+		{"two ways to bootstrap", []string{"--bootstrap", "--bootstrap-expect", "3", "--join", "127.0.0.1:1"}, "--bootstrap starts a cluster of one server and --bootstrap-expect 3 one of 3: choose one"},
+		{"expect without join", []string{"--bootstrap-expect", "3"}, "--bootstrap-expect 3 needs --join"},
+		{"negative expect", []string{"--bootstrap-expect", "-1"}, "--bootstrap-expect -1: want the number of servers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			args := append([]string{"server", "--node-id", "s1", "--data-dir", dir, "--http-addr", freePort(t), "--raft-addr", freePort(t)}, tt.args...)
+			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("exit %v (ctx %v), want a failure:\n%s", err, ctx.Err(), out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "member")); err == nil {
+				t.Errorf("a refused server took part in Raft: %s has a member marker", dir)
+			}
+		})
+	}
+}
