@@ -175,3 +175,40 @@ func TestReadMemory(t *testing.T) {
 		t.Error("memory of process -1: no error")
 	}
 }
+
+func TestCPUTime(t *testing.T) {
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Burn CPU until the kernel has counted a tick more, or give up.
+	deadline := time.Now().Add(10 * time.Second)
+	x := 0
+	for time.Now().Before(deadline) {
+		for i := range 1_000_000 {
+			x += i
+		}
+		now, err := CPUTime(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now > before {
+			return
+		}
+	}
+	t.Errorf("cpu time of this process stayed %v while it ran for 10s (%d)", before, x)
+}
+
+func TestRunAdd(t *testing.T) {
+	a := Run{Ops: 10, Errors: 1, Elapsed: time.Second, Latencies: []time.Duration{1, 2}, CPU: 3, CPUEach: []time.Duration{1, 2}}
+	a.Add(Run{Ops: 30, Elapsed: time.Second, Latencies: []time.Duration{3}, CPU: 6, CPUEach: []time.Duration{1, 2, 3}})
+	if a.Ops != 40 || a.Errors != 1 || a.Elapsed != 2*time.Second || len(a.Latencies) != 3 || a.CPU != 9 {
+		t.Errorf("sum = %+v", a)
+	}
+	if want := []time.Duration{2, 4, 3}; len(a.CPUEach) != 3 || a.CPUEach[0] != want[0] || a.CPUEach[1] != want[1] || a.CPUEach[2] != want[2] {
+		t.Errorf("CPUEach = %v, want %v", a.CPUEach, want)
+	}
+	if got := a.PerSecond(); got != 20 {
+		t.Errorf("PerSecond = %v, want 20", got)
+	}
+}

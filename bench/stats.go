@@ -29,6 +29,10 @@ type Run struct {
 	Errors    int
 	Elapsed   time.Duration
 	Latencies []time.Duration
+	// CPU is the CPU time the processes involved used meanwhile, when
+	// measured, and CPUEach that of each of them.
+	CPU     time.Duration
+	CPUEach []time.Duration
 }
 
 // Add merges o into r, as if the two phases had run one after the other.
@@ -36,6 +40,13 @@ func (r *Run) Add(o Run) {
 	r.Ops += o.Ops
 	r.Errors += o.Errors
 	r.Elapsed += o.Elapsed
+	r.CPU += o.CPU
+	if len(r.CPUEach) < len(o.CPUEach) {
+		r.CPUEach = append(r.CPUEach, make([]time.Duration, len(o.CPUEach)-len(r.CPUEach))...)
+	}
+	for i, c := range o.CPUEach {
+		r.CPUEach[i] += c
+	}
 	r.Latencies = append(r.Latencies, o.Latencies...)
 }
 
@@ -45,6 +56,14 @@ func (r Run) PerSecond() float64 {
 		return 0
 	}
 	return float64(r.Ops) / r.Elapsed.Seconds()
+}
+
+// CPUPerOp returns the CPU time used per operation.
+func (r Run) CPUPerOp() time.Duration {
+	if r.Ops == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Ops)
 }
 
 // Percentile returns the p-th percentile of the latencies.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -101,7 +102,10 @@ func (f *fleet) register(ctx context.Context, n, workers int) error {
 				}
 				name := nodeName(i)
 				body, _ := json.Marshal(nodeObject(name))
-				if err := f.call(ctx, http.MethodPut, f.base+"/v1/nodes/"+name, body, nil); err != nil {
+				err := retry(ctx, func() error {
+					return f.call(ctx, http.MethodPut, f.base+"/v1/nodes/"+name, "register-"+name, body)
+				})
+				if err != nil {
 					errc <- fmt.Errorf("register node %s: %w", name, err)
 					return
 				}
@@ -133,7 +137,7 @@ func (f *fleet) run(ctx context.Context, i int, seed *rand.Rand, watching *sync.
 		t := time.NewTicker(scheduler.DefaultHeartbeat)
 		defer t.Stop()
 		for {
-			if err := f.call(ctx, http.MethodPost, f.base+"/v1/nodes/"+name+"/heartbeat", nil, nil); err != nil && ctx.Err() == nil {
+			if err := f.call(ctx, http.MethodPost, f.base+"/v1/nodes/"+name+"/heartbeat", "", nil); err != nil && ctx.Err() == nil {
 				f.watchFailed(fmt.Errorf("heartbeat of %s: %w", name, err))
 			}
 			select {
@@ -236,24 +240,51 @@ func (f *fleet) watchFailed(err error) {
 // get reads url into out and returns the state index of the answer.
 func (f *fleet) get(ctx context.Context, url string, out any) (uint64, error) {
 	var idx uint64
-	err := f.do(ctx, http.MethodGet, url, nil, func(resp *http.Response, body []byte) error {
+	err := f.do(ctx, http.MethodGet, url, "", nil, func(resp *http.Response, body []byte) error {
 		idx, _ = strconv.ParseUint(resp.Header.Get(api.HeaderIndex), 10, 64)
 		return json.Unmarshal(body, out)
 	})
 	return idx, err
 }
 
-// call sends a write to url and decodes the answer into out when out is not nil.
-func (f *fleet) call(ctx context.Context, method, url string, body []byte, out any) error {
-	return f.do(ctx, method, url, body, func(_ *http.Response, data []byte) error {
-		if out == nil {
-			return nil
-		}
-		return json.Unmarshal(data, out)
-	})
+// call sends a write to url. A non-empty requestID lets the server apply
+// a retried write once.
+func (f *fleet) call(ctx context.Context, method, url, requestID string, body []byte) error {
+	return f.do(ctx, method, url, requestID, body, func(*http.Response, []byte) error { return nil })
 }
 
-func (f *fleet) do(ctx context.Context, method, url string, body []byte, handle func(*http.Response, []byte) error) error {
+// retry runs call until it succeeds or fails for a reason a retry cannot
+// mend (a 4xx answer), for up to retryFor: a leader election or a write
+// whose outcome is unknown is retried, as a client would.
+func retry(ctx context.Context, call func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, retryFor)
+	defer cancel()
+	for {
+		err := call()
+		var se *statusError
+		if err == nil || errors.As(err, &se) && se.code < 500 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// statusError is an answer other than 200 OK.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// retryFor bounds the retries of one write.
+const retryFor = 2 * time.Minute
+
+func (f *fleet) do(ctx context.Context, method, url, requestID string, body []byte, handle func(*http.Response, []byte) error) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -265,6 +296,9 @@ func (f *fleet) do(ctx context.Context, method, url string, body []byte, handle 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if requestID != "" {
+		req.Header.Set("X-Stead-Request-ID", requestID)
+	}
 	resp, err := f.hc.Do(req)
 	if err != nil {
 		return err
@@ -275,7 +309,7 @@ func (f *fleet) do(ctx context.Context, method, url string, body []byte, handle 
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(data))
+		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(data))}
 	}
 	return handle(resp, data)
 }

@@ -10,12 +10,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -57,7 +55,7 @@ func main() {
 	flag.StringVar(&agents, "agents", "1000,5000", "fleet sizes to run, comma-separated")
 	flag.IntVar(&o.sets, "sets", 100, "StatefulSets to submit")
 	flag.IntVar(&o.replicas, "replicas", 50, "replicas of each set")
-	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for every ordinal to be placed")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait, from the first submission, for the agents to see every ordinal placed")
 	flag.StringVar(&o.profileDir, "cpuprofile-dir", "", "write a CPU profile of the leader during each placement here")
 	flag.DurationVar(&o.profileFor, "cpuprofile-for", 30*time.Second, "length of the CPU profile")
 	flag.Float64Var(&o.minFreeGiB, "min-free-gib", 6, "skip fleets above 1,000 agents when less memory than this is available")
@@ -104,6 +102,10 @@ func run(o options) error {
 			err = fmt.Errorf("%s: %w", name, err)
 			progress("%v", err)
 			errs = append(errs, err)
+			if len(rows) == 0 {
+				rows = append(rows, bench.NewResult(benchName, name, "placements committed per second", 0, "placements/s").
+					Want(bench.AtLeast(minRate, "placements/s")).WithNote("the run failed: %v", err))
+			}
 		}
 		for _, r := range rows {
 			if err := em.Emit(r); err != nil {
@@ -173,7 +175,12 @@ func place(o options, n int, name string) ([]bench.Result, error) {
 	if o.profileDir != "" {
 		go func() {
 			defer close(profiled)
-			profile(ctx, leader.ExtraAddr, filepath.Join(o.profileDir, fmt.Sprintf("placement-%d.pprof", n)), o.profileFor)
+			path := filepath.Join(o.profileDir, fmt.Sprintf("placement-%d.pprof", n))
+			if err := bench.CPUProfile(ctx, leader.ExtraAddr, path, o.profileFor); err != nil {
+				progress("%v", err)
+				return
+			}
+			progress("cpu profile of the leader written to %s", path)
 		}()
 	} else {
 		close(profiled)
@@ -184,7 +191,7 @@ func place(o options, n int, name string) ([]bench.Result, error) {
 		return nil, err
 	}
 	submitted := time.Since(start)
-	timer := time.NewTimer(o.timeout)
+	timer := time.NewTimer(max(0, o.timeout-submitted))
 	defer timer.Stop()
 	timedOut := false
 	select {
@@ -251,8 +258,8 @@ func place(o options, n int, name string) ([]bench.Result, error) {
 		seenRow = seenRow.WithNote("only %d of %d seen within %s", seen, want, o.timeout)
 	}
 	rows := []bench.Result{
-		bench.NewResult(benchName, name, "placements committed per second", float64(committed)/commitTook.Seconds(), "/s").
-			Want(bench.AtLeast(minRate, "/s")).WithNote("%s", note),
+		bench.NewResult(benchName, name, "placements committed per second", float64(committed)/commitTook.Seconds(), "placements/s").
+			Want(bench.AtLeast(minRate, "placements/s")).WithNote("%s", note),
 		bench.NewResult(benchName, name, "time until every ordinal is placed", commitTook.Seconds(), "s"),
 		seenRow,
 		bench.NewResult(benchName, name, "leader RSS", bench.MiB(mems[0].RSS), "MiB").WithNote("peak %.0f MiB", bench.MiB(mems[0].Peak)),
@@ -342,7 +349,10 @@ func submit(ctx context.Context, f *fleet, sets, replicas int) error {
 					errc <- nil
 					return
 				}
-				if err := f.call(ctx, http.MethodPost, f.base+"/v1/apply", manifest(setName(i), replicas), nil); err != nil {
+				err := retry(ctx, func() error {
+					return f.call(ctx, http.MethodPost, f.base+"/v1/apply", "apply-"+setName(i), manifest(setName(i), replicas))
+				})
+				if err != nil {
 					errc <- fmt.Errorf("apply %s: %w", setName(i), err)
 					return
 				}
@@ -369,29 +379,4 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// profile saves a CPU profile of the server whose pprof endpoint is addr.
-func profile(ctx context.Context, addr, path string, d time.Duration) {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		progress("cpu profile: %v", err)
-		return
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, resp.Body); err != nil {
-		progress("cpu profile: %v", err)
-		return
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		progress("cpu profile: %v", err)
-		return
-	}
-	progress("cpu profile of the leader written to %s", path)
 }

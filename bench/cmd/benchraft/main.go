@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,8 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of one measured round")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each phase, Stead's and the baseline's alternating; the best counts")
 	flag.IntVar(&o.clients, "clients", 64, "clients of the concurrent phase")
+	flag.StringVar(&o.benchserver, "benchserver", "", "run Stead as this benchserver binary (the same parts as stead server, with profiling) instead of -stead")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "with -benchserver, write a CPU profile of Stead's leader during the first concurrent round here")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchraft:", err)
@@ -70,6 +73,8 @@ type options struct {
 	duration time.Duration
 	rounds   int
 	clients  int
+	// benchserver and cpuprofile are for finding where Stead's time goes.
+	benchserver, cpuprofile string
 }
 
 func run(o options) error {
@@ -92,11 +97,15 @@ func run(o options) error {
 	defer bare.stop()
 
 	progress("starting a Stead cluster")
-	cluster, err := bench.StartCluster(ctx, bench.ClusterConfig{
+	cfg := bench.ClusterConfig{
 		Command: []string{o.stead, "server"},
 		Dir:     filepath.Join(o.dir, "stead"),
 		Servers: 3,
-	})
+	}
+	if o.benchserver != "" {
+		cfg.Command, cfg.ExtraHTTP = []string{o.benchserver}, "--pprof-addr"
+	}
+	cluster, err := bench.StartCluster(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -115,6 +124,17 @@ func run(o options) error {
 	load(1, time.Second, bareOp)
 	load(1, time.Second, stead.write)
 
+	// CPU time counts every process of a group and this one, which runs
+	// the baseline's load or Stead's clients.
+	barePIDs := []int{os.Getpid()}
+	for _, p := range bare.followers {
+		barePIDs = append(barePIDs, p.PID())
+	}
+	steadPIDs := []int{os.Getpid()}
+	for _, s := range cluster.Servers {
+		steadPIDs = append(steadPIDs, s.Proc.PID())
+	}
+
 	em := bench.NewEmitter(os.Stdout)
 	phases := []struct {
 		name    string
@@ -127,9 +147,18 @@ func run(o options) error {
 		var bs, ss []bench.Run
 		for r := range o.rounds {
 			progress("%s, round %d/%d: baseline", ph.name, r+1, o.rounds)
-			bs = append(bs, load(ph.clients, o.duration, bareOp))
+			bs = append(bs, load(ph.clients, o.duration, bareOp, barePIDs...))
 			progress("%s, round %d/%d: Stead", ph.name, r+1, o.rounds)
-			ss = append(ss, load(ph.clients, o.duration, stead.write))
+			profiled := make(chan error, 1)
+			if o.cpuprofile != "" && o.benchserver != "" && ph.clients > 1 && r == 0 {
+				go func() { profiled <- bench.CPUProfile(ctx, cluster.Leader().ExtraAddr, o.cpuprofile, o.duration) }()
+			} else {
+				profiled <- nil
+			}
+			ss = append(ss, load(ph.clients, o.duration, stead.write, steadPIDs...))
+			if err := <-profiled; err != nil {
+				progress("%v", err)
+			}
 		}
 		b, s := best(bs), best(ss)
 		progress("%s: baseline %.0f/s, Stead %.0f/s", ph.name, b.PerSecond(), s.PerSecond())
@@ -146,6 +175,12 @@ func run(o options) error {
 				Against(baseName, bench.Micros(b.Percentile(50))),
 			bench.NewResult(benchName, ph.name, "p99 latency", bench.Micros(s.Percentile(99)), "µs").
 				Against(baseName, bench.Micros(b.Percentile(99))).WithNote("of the best round"),
+			bench.NewResult(benchName, ph.name, "CPU time per commit", bench.Micros(s.CPUPerOp()), "µs").
+				Against(baseName, bench.Micros(b.CPUPerOp())).
+				WithNote("all three servers and the client process, in the best round; %.2f of %d cores busy for Stead, %.2f for the baseline; "+
+					"per commit, Stead: client %s, leader %s, followers %s; baseline: leader with its load %s, followers %s",
+					s.CPU.Seconds()/s.Elapsed.Seconds(), runtime.NumCPU(), b.CPU.Seconds()/b.Elapsed.Seconds(),
+					perOp(s, 0), perOp(s, 1), perOp(s, 2, 3), perOp(b, 0), perOp(b, 1, 2)),
 		}
 		for _, r := range rows {
 			if err := em.Emit(r); err != nil {
@@ -169,6 +204,18 @@ func best(runs []bench.Run) bench.Run {
 	return b
 }
 
+// perOp returns the CPU time per operation of the processes at indexes
+// which of r's CPUEach, as "12µs" or "12µs + 11µs".
+func perOp(r bench.Run, which ...int) string {
+	var parts []string
+	for _, i := range which {
+		if i < len(r.CPUEach) && r.Ops > 0 {
+			parts = append(parts, fmt.Sprintf("%.0fµs", bench.Micros(r.CPUEach[i]/time.Duration(r.Ops))))
+		}
+	}
+	return strings.Join(parts, " + ")
+}
+
 func rates(runs []bench.Run) string {
 	var parts []string
 	for _, r := range runs {
@@ -190,8 +237,10 @@ func progress(format string, args ...any) {
 }
 
 // load runs op from the given number of clients for d, each client calling
-// it again as soon as it returns, and measures each call.
-func load(clients int, d time.Duration, op func(client, seq int) error) bench.Run {
+// it again as soon as it returns, and measures each call and the CPU time
+// the processes pids used meanwhile.
+func load(clients int, d time.Duration, op func(client, seq int) error, pids ...int) bench.Run {
+	cpu0, cpuErr := bench.CPUTimes(pids...)
 	runs := make([]bench.Run, clients)
 	var firstErr error
 	var once sync.Once
@@ -223,6 +272,12 @@ func load(clients int, d time.Duration, op func(client, seq int) error) bench.Ru
 		total.Add(r)
 	}
 	total.Elapsed = time.Since(start)
+	if cpu1, err := bench.CPUTimes(pids...); err == nil && cpuErr == nil {
+		for i := range cpu1 {
+			total.CPUEach = append(total.CPUEach, cpu1[i]-cpu0[i])
+			total.CPU += cpu1[i] - cpu0[i]
+		}
+	}
 	if firstErr != nil {
 		progress("%d writes failed, the first with: %v", total.Errors, firstErr)
 	}
