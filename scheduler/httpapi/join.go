@@ -210,13 +210,13 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, body []byte) error
 	if current != nil && !req.HasState && !req.Formed {
 		return conflict("%s", lostStateMessage(req.ID))
 	}
-	if err := s.Register(r.Context(), req.ID, req.RaftAddr, req.HTTPAddr); err != nil {
-		return err
-	}
 	if current == nil || !current.Voter || current.Addr != req.RaftAddr {
 		if err := st.AddVoter(r.Context(), req.ID, req.RaftAddr); err != nil {
 			return fmt.Errorf("add voter %s at %s: %w", req.ID, req.RaftAddr, err)
 		}
+	}
+	if err := s.Register(r.Context(), req.ID, req.RaftAddr, req.HTTPAddr); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, st.View().Index(), JoinResponse{Joined: req.ID, ClusterID: ours})
 	return nil

@@ -158,7 +158,11 @@ func TestOperatorRaftConfigurationAndRemovePeer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "s3 knows the leader", func() bool { id, _ := s3.store.LeaderID(); return id == "s1" })
+	// s3 forwards to the leader once it holds the leader's record.
+	waitFor(t, "s3 caught up with the leader", func() bool {
+		id, _ := s3.store.LeaderID()
+		return id == "s1" && s3.store.View().Index() >= s1.store.View().Index()
+	})
 	ctx := context.Background()
 	configuration := func(ts *testServer, stale bool) RaftConfiguration {
 		t.Helper()
