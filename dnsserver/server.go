@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MaxUDPSize is the largest UDP reply the server sends and the EDNS payload
@@ -90,6 +91,7 @@ type Server struct {
 	log       hclog.Logger
 	zone      atomic.Pointer[Zone]
 	counters  Counters
+	latency   prometheus.Histogram
 	upstreams []string
 	// forwards is a semaphore of MaxForwards slots.
 	forwards chan struct{}
@@ -122,6 +124,7 @@ func NewServer(cfg Config, log hclog.Logger) *Server {
 		log:      log,
 		forwards: make(chan struct{}, cfg.MaxForwards),
 		ready:    make(chan struct{}),
+		latency:  newLatency(),
 	}
 	upstreams := cfg.Upstreams
 	if upstreams == nil {
@@ -156,6 +159,8 @@ func (s *Server) Counters() *Counters { return &s.counters }
 // ServeDNS implements dns.Handler: it answers r and writes the reply to w,
 // or writes nothing for a message that deserves no reply.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	start := time.Now()
+	defer func() { s.latency.Observe(time.Since(start).Seconds()) }()
 	src, tcp := client(w)
 	m := s.reply(r, src, tcp)
 	if m == nil {

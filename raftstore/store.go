@@ -105,6 +105,8 @@ type Store struct {
 
 	mark *stateMark // the member marker, written with the first Raft state
 
+	metrics *storeMetrics
+
 	mu     sync.Mutex
 	leader bool
 	subs   []chan bool
@@ -137,6 +139,7 @@ func Open(cfg Config) (*Store, error) {
 		fsm:      NewFSM(),
 		notifyCh: make(chan bool, 1),
 		done:     make(chan struct{}),
+		metrics:  newStoreMetrics(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.open(cfg); err != nil {
@@ -432,9 +435,14 @@ func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 		err error
 	}
 	done := make(chan applied, 1)
+	start := time.Now()
 	go func() {
 		f := s.raft.Apply(data, timeout)
-		done <- applied{f, f.Error()}
+		err := f.Error()
+		if err == nil {
+			s.metrics.apply.Observe(time.Since(start).Seconds())
+		}
+		done <- applied{f, err}
 	}()
 	var a applied
 	select {
@@ -518,6 +526,7 @@ func (s *Store) watchLeadership() {
 		select {
 		case v := <-s.notifyCh:
 			s.logger.Info("leadership changed", "leader", v)
+			s.metrics.leaderChanges.Inc()
 			s.mu.Lock()
 			s.leader = v
 			for _, ch := range s.subs {

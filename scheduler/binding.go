@@ -68,6 +68,9 @@ func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time
 	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
 		return nil
 	}
+	if err == nil {
+		c.metrics.placements.Add(float64(len(res.Assignments)))
+	}
 	return err
 }
 

@@ -53,6 +53,7 @@ type Controller struct {
 	// fenceMargin is how long a lost node's pods stay bound after its
 	// lease ran out.
 	fenceMargin time.Duration
+	metrics     *controllerMetrics
 }
 
 // ControllerConfig configures a Controller.
@@ -84,7 +85,8 @@ func NewController(cfg ControllerConfig) *Controller {
 	if cfg.FenceMargin <= 0 {
 		cfg.FenceMargin = DefaultFenceMargin
 	}
-	return &Controller{store: cfg.Store, log: cfg.Logger.Named("controller"), clock: cfg.Clock, leases: cfg.Leases, fenceMargin: cfg.FenceMargin}
+	return &Controller{store: cfg.Store, log: cfg.Logger.Named("controller"), clock: cfg.Clock, leases: cfg.Leases, fenceMargin: cfg.FenceMargin,
+		metrics: newControllerMetrics()}
 }
 
 // Run syncs until ctx ends. The caller runs it only while this server
@@ -125,6 +127,8 @@ func (c *Controller) Run(ctx context.Context) error {
 // SyncOnce syncs every StatefulSet once against the current state and
 // returns how soon the next sync is due even if nothing changes.
 func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	defer func() { c.metrics.sync.Observe(time.Since(start).Seconds()) }()
 	v := c.store.View()
 	now := c.clock.Now()
 	next := maxIdle

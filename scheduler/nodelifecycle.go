@@ -137,6 +137,9 @@ func (c *Controller) failover(ctx context.Context, v *raftstore.View, now time.T
 	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
 		return nil
 	}
+	if err == nil {
+		c.metrics.freed.Add(float64(len(freed)))
+	}
 	return err
 }
 
