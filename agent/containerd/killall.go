@@ -3,12 +3,14 @@ package containerd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -47,14 +49,20 @@ func (r *Runtime) KillAll(ctx context.Context, sig syscall.Signal) ([]Killed, er
 		if t.Status == tasktypes.Status_STOPPED {
 			continue
 		}
-		_, err := svc.Kill(ctx, &tasks.KillRequest{ContainerID: t.ContainerID, Signal: uint32(sig), All: true})
+		// A task's ID is its container's; the daemon leaves ContainerID
+		// empty in this list.
+		id := t.ID
+		if t.ContainerID != "" {
+			id = t.ContainerID
+		}
+		_, err := svc.Kill(ctx, &tasks.KillRequest{ContainerID: id, Signal: uint32(sig), All: true})
 		if err != nil {
 			if err := errdefs.FromGRPC(err); !errdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("kill task %s: %w", t.ContainerID, err))
+				errs = append(errs, fmt.Errorf("kill task %s: %w", id, err))
 			}
 			continue
 		}
-		killed = append(killed, Killed{ID: t.ContainerID, Pid: t.Pid})
+		killed = append(killed, Killed{ID: id, Pid: t.Pid})
 	}
 	// Labels say which pod and generation each task was; they are read
 	// after the kills so that they cannot delay them.
@@ -80,12 +88,13 @@ func RuncRoot(ns string) string {
 }
 
 // KillAllRunc sends sig to every process of every container of namespace
-// ns by running `runc kill --all` on runc's state under RuncRoot(ns),
-// without containerd: the fence for a node whose containerd is gone (an
-// agent-owned daemon dies with its agent) while the shims and their
-// containers keep running. It returns the IDs of the containers signalled,
-// sorted. runc is looked up on PATH unless runcBinary is set.
-func KillAllRunc(ctx context.Context, runcBinary, ns string, sig syscall.Signal) ([]string, error) {
+// ns that has not stopped, with `runc kill --all` on runc's state under
+// RuncRoot(ns), without containerd: the fence for a node whose containerd
+// is gone (an agent-owned daemon dies with its agent) or hangs, while the
+// shims and their containers keep running. It returns the containers
+// signalled, sorted by ID, without labels (those are containerd's). runc is
+// looked up on PATH unless runcBinary is set.
+func KillAllRunc(ctx context.Context, runcBinary, ns string, sig syscall.Signal) ([]Killed, error) {
 	if ns == "" {
 		ns = DefaultNamespace
 	}
@@ -96,33 +105,44 @@ func KillAllRunc(ctx context.Context, runcBinary, ns string, sig syscall.Signal)
 		}
 	}
 	root := RuncRoot(ns)
-	ents, err := os.ReadDir(root)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("kill all containers of %s with runc: %w", ns, err)
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, runcBinary, "--root", root, "list", "--format", "json")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("kill all containers of %s with runc: list: %w: %s", ns, err, strings.TrimSpace(out.String()))
 	}
-	var killed []string
+	var list []struct {
+		ID     string `json:"id"`
+		Pid    int    `json:"pid"`
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		return nil, fmt.Errorf("kill all containers of %s with runc: list: %w", ns, err)
+	}
+	var killed []Killed
 	var errs []error
-	for _, e := range ents {
-		if !e.IsDir() {
+	for _, c := range list {
+		// `kill --all` succeeds on a stopped container too; only the ones
+		// with processes count.
+		if c.Status == "stopped" {
 			continue
 		}
-		id := e.Name()
-		var out bytes.Buffer
-		cmd := exec.CommandContext(ctx, runcBinary, "--root", root, "kill", "--all", id, fmt.Sprint(int(sig)))
+		out.Reset()
+		cmd := exec.CommandContext(ctx, runcBinary, "--root", root, "kill", "--all", c.ID, strconv.Itoa(int(sig)))
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
 			msg := out.String()
-			if strings.Contains(msg, "not running") || strings.Contains(msg, "does not exist") || strings.Contains(msg, "no such") {
+			if strings.Contains(msg, "not running") || strings.Contains(msg, "does not exist") {
 				continue
 			}
-			errs = append(errs, fmt.Errorf("runc kill %s: %w: %s", id, err, strings.TrimSpace(msg)))
+			errs = append(errs, fmt.Errorf("runc kill %s: %w: %s", c.ID, err, strings.TrimSpace(msg)))
 			continue
 		}
-		killed = append(killed, id)
+		killed = append(killed, Killed{ID: c.ID, Pid: uint32(c.Pid)})
 	}
-	sort.Strings(killed)
+	sort.Slice(killed, func(i, j int) bool { return killed[i].ID < killed[j].ID })
 	return killed, errors.Join(errs...)
 }
