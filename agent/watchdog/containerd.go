@@ -45,9 +45,10 @@ type Containerd struct {
 	dialed *containerd.Runtime
 }
 
-// KillAll implements Runtime: SIGKILL to every task through containerd
-// (which also says which pod and generation each task was) and through
-// runc, concurrently. It fails only when both fail.
+// KillAll implements Runtime: SIGKILL to every task through containerd and
+// through runc, concurrently, so that a hung containerd cannot delay the
+// fence; then, while containerd answers, the pod and generation of each
+// task killed from its labels. It fails only when both ways fail.
 func (c *Containerd) KillAll(ctx context.Context) ([]KilledTask, error) {
 	ns := c.Namespace
 	if ns == "" {
@@ -63,11 +64,11 @@ func (c *Containerd) KillAll(ctx context.Context) ([]KilledTask, error) {
 	}
 	viaRunc := make(chan result, 1)
 	go func() {
-		ids, err := containerd.KillAllRunc(ctx, c.RuncBinary, ns, syscall.SIGKILL)
+		killed, err := containerd.KillAllRunc(ctx, c.RuncBinary, ns, syscall.SIGKILL)
 		now := clock.Now()
 		var r result
-		for _, id := range ids {
-			r.tasks = append(r.tasks, KilledTask{ID: id, KilledMono: now})
+		for _, k := range killed {
+			r.tasks = append(r.tasks, KilledTask{ID: k.ID, Pid: k.Pid, KilledMono: now})
 		}
 		if err != nil {
 			r.err = fmt.Errorf("through runc: %w", err)
@@ -114,6 +115,9 @@ func (c *Containerd) KillAll(ctx context.Context) ([]KilledTask, error) {
 			tasks = append(tasks, t)
 		}
 	}
+	if !apiFailed {
+		c.label(ctx, rt, tasks)
+	}
 	if apiFailed && r.err == nil {
 		// runc reached every container: the fence holds. Say why
 		// containerd did not help, without failing.
@@ -121,6 +125,33 @@ func (c *Containerd) KillAll(ctx context.Context) ([]KilledTask, error) {
 		return tasks, nil
 	}
 	return tasks, errors.Join(errs...)
+}
+
+// label fills in the pod and generation of tasks that runc killed first,
+// from containerd's labels; they only inform the fence record, so failures
+// are ignored.
+func (c *Containerd) label(ctx context.Context, rt *containerd.Runtime, tasks []KilledTask) {
+	missing := false
+	for _, t := range tasks {
+		missing = missing || t.Pod == ""
+	}
+	if !missing {
+		return
+	}
+	cs, err := rt.List(ctx)
+	if err != nil {
+		return
+	}
+	byID := make(map[string]containerd.Container, len(cs))
+	for _, ct := range cs {
+		byID[ct.ID] = ct
+	}
+	for i, t := range tasks {
+		if ct, ok := byID[t.ID]; ok && t.Pod == "" {
+			tasks[i].Pod = ct.Labels[labelPod]
+			tasks[i].Generation = ct.Labels[api.AnnotationGeneration]
+		}
+	}
 }
 
 // runtime returns the connection to use, dialling one if needed.

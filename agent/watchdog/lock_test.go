@@ -69,3 +69,28 @@ func TestCommandArgs(t *testing.T) {
 		t.Fatalf("Args = %q, want %q", got, want)
 	}
 }
+
+func TestFreezerLookup(t *testing.T) {
+	cgroups := []byte("9:name=systemd:/\n6:freezer:/agents/a1\n4:memory:/m\n3:cpu,cpuacct:/c\n0::/\n")
+	mountinfo := []byte(`31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+37 31 0:34 / /sys/fs/cgroup/my\040freezer rw,relatime - cgroup cgroup rw,freezer
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+`)
+	for _, tt := range []struct {
+		controller, path, mount string
+		ok                      bool
+	}{
+		{"freezer", "/agents/a1", "/sys/fs/cgroup/my freezer", true},
+		{"cpuacct", "/c", "/sys/fs/cgroup/cpu,cpuacct", true},
+		{"pids", "", "", false},
+	} {
+		t.Run(tt.controller, func(t *testing.T) {
+			path, ok := v1Cgroup(cgroups, tt.controller)
+			mnt, mok := v1Mount(mountinfo, tt.controller)
+			if path != tt.path || ok != tt.ok || mnt != tt.mount || mok != tt.ok {
+				t.Fatalf("cgroup %q %v, mount %q %v; want %q %q %v", path, ok, mnt, mok, tt.path, tt.mount, tt.ok)
+			}
+		})
+	}
+}

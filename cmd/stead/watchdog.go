@@ -57,6 +57,12 @@ One watchdog runs per data directory: a second one exits at once.`,
 			}
 			defer unlock()
 
+			if moved, err := watchdog.LeaveFreezer(); err != nil {
+				log.Warn("cannot leave the agent's freezer cgroup: freezing the agent freezes the watchdog", "error", err)
+			} else if moved {
+				log.Info("left the agent's freezer cgroup")
+			}
+
 			// Nothing but SIGTERM or SIGINT stops the watchdog: not a
 			// closed terminal, not a reader of its output going away.
 			signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
