@@ -443,9 +443,9 @@ var errJoinRefused = errors.New("join refused")
 
 // join asks the servers at addrs to add this one, until one accepts, one
 // refuses (errJoinRefused), ctx ends or, without forever, five rounds
-// failed.
-func join(ctx context.Context, log hclog.Logger, addrs []string, req httpapi.JoinRequest, forever bool) error {
-	body, _ := json.Marshal(req)
+// failed. request builds each attempt's request: after an attempt whose
+// answer was lost, the server may hold state it did not hold before.
+func join(ctx context.Context, log hclog.Logger, addrs []string, request func() httpapi.JoinRequest, forever bool) error {
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
 		var errs []error
@@ -454,6 +454,7 @@ func join(ctx context.Context, log hclog.Logger, addrs []string, req httpapi.Joi
 			if err != nil {
 				return err
 			}
+			body, _ := json.Marshal(request())
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			var resp httpapi.JoinResponse
 			_, err = c.Do(rctx, http.MethodPost, "/v1/join", nil, body, &resp)

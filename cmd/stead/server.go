@@ -233,7 +233,13 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 		http: httpSrv, failed: make(chan error, 1),
 	}
 	go rs.lead(ctx, o.id, advertise)
-	req := httpapi.JoinRequest{ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: store.ClusterID(), HasState: plan.hadState, Formed: plan.formed}
+	// HasState: held before the store opened, or since. A server let in
+	// whose answer got lost holds state by its next attempt (the leader
+	// replicates to it), and is a member restarting no more than before.
+	req := func() httpapi.JoinRequest {
+		return httpapi.JoinRequest{ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: store.ClusterID(),
+			HasState: plan.hadState || store.HasState(), Formed: plan.formed}
+	}
 	switch {
 	case plan.joinFirst:
 		if err := join(ctx, log, plan.joinVia, req, plan.joinForever); err != nil {
@@ -349,7 +355,7 @@ func (rs *runningServer) runLeader(ctx context.Context, id, raftAddr string) {
 // its new addresses), in the background: a restarting member serves
 // meanwhile, since the cluster may need its vote to elect the leader that
 // will answer. A refusal stops the server.
-func (rs *runningServer) joinCluster(ctx context.Context, addrs []string, req httpapi.JoinRequest, forever bool) {
+func (rs *runningServer) joinCluster(ctx context.Context, addrs []string, req func() httpapi.JoinRequest, forever bool) {
 	err := join(ctx, rs.log, addrs, req, forever)
 	switch {
 	case errors.Is(err, errJoinRefused):
