@@ -322,12 +322,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("agent API stopped", "error", err)
 		}
 	}()
-	defer func() {
+	stopHTTP := func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
 		httpSrv.Shutdown(sctx)
 		httpSrv.Close()
-	}()
+	}
+	defer stopHTTP()
 
 	nodeIP := cfg.NodeIP
 	if !nodeIP.IsValid() {
@@ -398,6 +399,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "node", cfg.NodeName, "ip", nodeIP, "pod_cidr", subnet, "api", a.apiAddr, "dns", a.dns.server.Addrs())
 	<-ctx.Done()
 	cancel()
+	stopHTTP()
 	bg.Wait()
 	a.workerWG.Wait()
 	a.log.Info("agent stopped; pods keep running")

@@ -82,7 +82,10 @@ type containerView struct {
 
 // podView is everything a pod's status is computed from.
 type podView struct {
-	Pod    *corev1.Pod
+	Pod *corev1.Pod
+	// Old is the status last computed for the pod, whose transition times
+	// and start time carry over; nil means the pod's own status.
+	Old    *corev1.PodStatus
 	HostIP string
 	PodIP  string
 	// SandboxReady: the network and volumes are set up.
@@ -98,6 +101,9 @@ type podView struct {
 func computeStatus(v podView) corev1.PodStatus {
 	pod := v.Pod
 	old := pod.Status
+	if v.Old != nil {
+		old = *v.Old
+	}
 	now := apiTime(v.Now)
 	st := corev1.PodStatus{
 		HostIP:   v.HostIP,

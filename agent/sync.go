@@ -131,7 +131,12 @@ func (w *podWorker) run(ctx context.Context, pod *corev1.Pod, sb string, cs []co
 		w.sandboxes[sb] = pod
 	}
 
+	// The status this worker computed last is newer than the pod's, which
+	// may come from a list taken before that status was written.
 	view := podView{Pod: pod, HostIP: env.node.IP, Now: now}
+	if w.lastStatus != nil && w.lastStatusUID == pod.UID {
+		view.Old = w.lastStatus
+	}
 	net, netErr := w.network(ctx, sb, pod, len(cs) == 0)
 	if netErr == nil {
 		view.PodIP = net.IP
@@ -164,7 +169,9 @@ func (w *podWorker) run(ctx context.Context, pod *corev1.Pod, sb string, cs []co
 
 	view.Init = w.views(ctx, pod.Spec.InitContainers, attempts, sandboxErr)
 	view.Containers = w.views(ctx, pod.Spec.Containers, attempts, sandboxErr)
-	env.report(pod, computeStatus(view))
+	st := computeStatus(view)
+	w.lastStatus, w.lastStatusUID = &st, pod.UID
+	env.report(pod, st)
 	return next, nil
 }
 

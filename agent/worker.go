@@ -93,6 +93,10 @@ type podWorker struct {
 	retries map[string]*retryState
 	// imageIDs caches image digests.
 	imageIDs map[string]string
+	// lastStatus is the status computed by the last sync, for the pod
+	// lastStatusUID.
+	lastStatus    *corev1.PodStatus
+	lastStatusUID types.UID
 	// confirmed is the UID of the pod whose deletion this worker confirmed.
 	confirmed types.UID
 	// failures counts syncs in a row that failed, for their back-off.

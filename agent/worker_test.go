@@ -583,3 +583,37 @@ func TestWorkerPreStopCountsAgainstGrace(t *testing.T) {
 		t.Errorf("no FailedPreStopHook event for a hook nobody answers: %q", h.events)
 	}
 }
+
+// TestWorkerStaleAssignment: the pod a worker holds may be older than the
+// status it last reported (the list was taken before the write); the
+// transition times it reports stay those of its own last status.
+func TestWorkerStaleAssignment(t *testing.T) {
+	h := newHarness(t)
+	ready := false
+	h.containers.exec = func(string, []string) (int, string) {
+		if ready {
+			return 0, ""
+		}
+		return 1, "no"
+	}
+	pod := webPod("web-0", 7)
+	pod.Spec.Containers[0].ReadinessProbe = execProbe(1, 1, "ready")
+	w := h.worker(pod)
+	h.sync(w)
+	h.feed(w) // the server holds "not ready"
+	ready = true
+	h.clock.Advance(time.Second)
+	h.sync(w)
+	first := h.last()
+	since := findCondition(first.Conditions, corev1.PodReady).LastTransitionTime
+	for i := 0; i < 3; i++ {
+		h.clock.Advance(time.Second)
+		h.sync(w)
+	}
+	if !statusEqual(first, h.last()) {
+		t.Errorf("status changed with a stale assignment:\n%+v\n%+v", first, h.last())
+	}
+	if got := findCondition(h.last().Conditions, corev1.PodReady).LastTransitionTime; !got.Equal(&since) {
+		t.Errorf("Ready transition moved from %v to %v", since, got)
+	}
+}
