@@ -102,3 +102,13 @@ func unescapeMount(s string) string {
 	}
 	return b.String()
 }
+
+// ProtectFromOOMKiller sets this process's oom_score_adj to -1000, so that
+// the kernel's OOM killer, which may pick the agent, never picks the
+// watchdog (it needs a few megabytes).
+func ProtectFromOOMKiller() error {
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
+		return fmt.Errorf("protect from the OOM killer: %w", err)
+	}
+	return nil
+}

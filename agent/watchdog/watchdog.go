@@ -32,7 +32,29 @@
 // The watchdog kills and never deletes: the containers, their exit codes
 // and their logs stay for the agent, which reconciles them when it returns.
 // Each expiry is recorded in the fence file (ReadFence): which lease ended
-// and which tasks were killed.
+// and which tasks were killed. It kills through containerd and, at the same
+// time, through runc's own state (Containerd), because an agent-owned
+// containerd dies with its agent while the shims keep the containers
+// running. It leaves the agent's freezer cgroup (LeaveFreezer) and the OOM
+// killer's reach (ProtectFromOOMKiller), so that nothing that stops the
+// agent stops it.
+//
+// How the agent uses it, with p := PathsIn(dataDir):
+//
+//  1. At start, before it reports anything: FenceOnStart(ctx, rt,
+//     p.Lease, Now()), then EnsureRunning(ctx, Command{...}).
+//  2. For each heartbeat: t0 := Now() before sending; on success
+//     WriteLease(p.Lease, t0.Add(ttl), node) before acting on the answer,
+//     and EnsureRunning again (cheap), so a watchdog that died is replaced.
+//  3. Before starting a container or sending a report, and whenever its
+//     loop finds that more monotonic time passed than expected: if
+//     Now() >= its own copy of the expiry, FenceOnStart, forget the
+//     assignments it had, and start nothing until a heartbeat succeeds and
+//     the assignments are read again (RELIABILITY.md R7).
+//  4. Never remove the lease file: that reads as an expiry.
+//
+// The watchdog outlives the agent on purpose. It stops on SIGTERM; a node
+// taken out of service stops it by the pid in p.PidFile.
 package watchdog
 
 import (

@@ -63,6 +63,10 @@ One watchdog runs per data directory: a second one exits at once.`,
 				log.Info("left the agent's freezer cgroup")
 			}
 
+			if err := watchdog.ProtectFromOOMKiller(); err != nil {
+				log.Warn("the OOM killer may pick the watchdog", "error", err)
+			}
+
 			// Nothing but SIGTERM or SIGINT stops the watchdog: not a
 			// closed terminal, not a reader of its output going away.
 			signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
