@@ -179,6 +179,11 @@ func (c *Controller) syncNodes(ctx context.Context, v *raftstore.View, now time.
 	if len(ops) == 0 {
 		return nil
 	}
+	// A node's readiness is a failure-detection decision: only a confirmed
+	// leader makes it (RELIABILITY R4).
+	if err := c.store.VerifyLeader(ctx); err != nil {
+		return fmt.Errorf("confirm leadership before changing node readiness: %w", err)
+	}
 	_, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops})
 	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
 		return nil

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,5 +238,35 @@ func TestCLIBadInput(t *testing.T) {
 	}
 	if after := specOf(); before != after {
 		t.Errorf("bad input changed the set:\n%s\n%s", before, after)
+	}
+}
+
+// TestDevMetrics checks that the server's /metrics serves Stead's own
+// metrics next to Go's.
+func TestDevMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := steadBinary(t)
+	httpAddr := freePort(t)
+	startDev(t, bin, t.TempDir(), httpAddr, freePort(t))
+	example, _ := filepath.Abs("../../examples/web.yaml")
+	applyWhenReady(t, bin, httpAddr, example)
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		"stead_raft_leader 1",
+		"stead_raft_apply_duration_seconds_count",
+		"stead_controller_sync_duration_seconds_count",
+		`stead_pods{phase="Pending"}`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 
@@ -41,6 +44,9 @@ type serverOptions struct {
 	clusterCIDR     string
 	clusterDomain   string
 	dnsAddr         string
+	// onListening, when set, is called once the HTTP API listens, before
+	// the server waits for its peers to form or admit it.
+	onListening func(addr string)
 }
 
 func (o *serverOptions) addFlags(cmd *cobra.Command, defaultID, defaultDataDir string) {
@@ -90,10 +96,18 @@ docs/operations/lost-quorum.md.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := newLogger("stead", o.logLevel, o.logJSON)
+			// systemd hears READY once the API listens: a server of a new
+			// cluster waits for its peers after that, and the watchdog
+			// pings go on as long as the API answers.
+			o.onListening = func(addr string) {
+				notifyReady(log)
+				go watchdogPinger(ctx, func() bool { return answers(ctx, addr) })
+			}
 			srv, err := startServer(ctx, *o, log)
 			if err != nil {
 				return err
 			}
+			defer notifyStopping()
 			select {
 			case <-ctx.Done():
 				return srv.Close()
@@ -114,6 +128,22 @@ docs/operations/lost-quorum.md.`,
 	return cmd
 }
 
+// answers reports whether the HTTP API at addr answers within 5 s.
+func answers(ctx context.Context, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
 func newLogger(name, level string, json bool) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       name,
@@ -125,14 +155,16 @@ func newLogger(name, level string, json bool) hclog.Logger {
 
 // runningServer is a started server; Close stops it.
 type runningServer struct {
-	store  *raftstore.Store
-	leases *scheduler.Leases
-	api    *httpapi.Server
-	http   *http.Server
-	addr   string
-	log    hclog.Logger
-	stop   context.CancelFunc
-	done   chan struct{}
+	store   *raftstore.Store
+	leases  *scheduler.Leases
+	ctrl    *scheduler.Controller
+	metrics *prometheus.Registry
+	api     *httpapi.Server
+	http    *http.Server
+	addr    string
+	log     hclog.Logger
+	stop    context.CancelFunc
+	done    chan struct{}
 	// failed receives the error that makes the server stop on its own:
 	// the cluster refused it.
 	failed chan error
@@ -200,6 +232,9 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 			log.Error("http server stopped", "error", err)
 		}
 	}()
+	if o.onListening != nil {
+		o.onListening(addr)
+	}
 	defer func() {
 		if err != nil {
 			httpSrv.Close()
@@ -224,12 +259,18 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 		return nil, explainDataDir(o, err)
 	}
 	leases := scheduler.NewLeases(scheduler.SystemClock{}, scheduler.DefaultLeaseTTL)
-	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases, ClusterCIDR: clusterCIDR})
+	ctrl := scheduler.NewController(scheduler.ControllerConfig{Store: store, Logger: log, Leases: leases})
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.MustRegister(store.Collectors()...)
+	metrics.MustRegister(ctrl.Collectors()...)
+	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases, ClusterCIDR: clusterCIDR,
+		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})})
 	handler.HandleCluster(httpapi.ClusterOptions{HTTPAddr: addr, BootstrapExpect: o.bootstrapExpect})
 	front.set(handler)
 	ctx, cancel := context.WithCancel(ctx)
 	rs := &runningServer{
-		store: store, leases: leases, api: handler, addr: addr, log: log, stop: cancel, done: make(chan struct{}),
+		store: store, leases: leases, ctrl: ctrl, metrics: metrics, api: handler, addr: addr, log: log, stop: cancel, done: make(chan struct{}),
 		http: httpSrv, failed: make(chan error, 1),
 	}
 	go rs.lead(ctx, o.id, advertise)
@@ -345,8 +386,7 @@ func (rs *runningServer) runLeader(ctx context.Context, id, raftAddr string) {
 	// A new leader knows nothing of the previous one's leases: every node
 	// gets a full lease from now.
 	rs.leases.Reset()
-	ctrl := scheduler.NewController(scheduler.ControllerConfig{Store: rs.store, Logger: rs.log, Leases: rs.leases})
-	if err := ctrl.Run(ctx); err != nil && ctx.Err() == nil {
+	if err := rs.ctrl.Run(ctx); err != nil && ctx.Err() == nil {
 		rs.log.Error("controller stopped", "error", err)
 	}
 }
@@ -370,6 +410,7 @@ func (rs *runningServer) joinCluster(ctx context.Context, addrs []string, req fu
 // the state: a zone rebuilt whenever the state changes and swapped in whole.
 func (rs *runningServer) serveDNS(ctx context.Context, o serverOptions, clusterCIDR netip.Prefix) error {
 	dns := dnsserver.NewServer(dnsserver.Config{PodCIDRs: []netip.Prefix{clusterCIDR}}, rs.log.Named("dns"))
+	rs.metrics.MustRegister(dns.Collectors()...)
 	errc := make(chan error, 1)
 	go func() { errc <- dns.ListenAndServe(ctx, o.dnsAddr) }()
 	select {

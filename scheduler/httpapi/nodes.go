@@ -88,8 +88,15 @@ func freeSubnet(v *raftstore.View, cluster netip.Prefix) (netip.Prefix, error) {
 // the controller commits the node's Ready condition when it changes.
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ []byte) error {
 	name := r.PathValue("name")
-	if _, ok := s.cfg.Store.View().Get(raftstore.Nodes, "", name); !ok {
+	node, ok := raftstore.GetOf[*corev1.Node](s.cfg.Store.View(), raftstore.Nodes, "", name)
+	if !ok {
 		return apierrors.NewNotFound(schema.GroupResource{Resource: "nodes"}, name)
+	}
+	// A fenced node gets no lease: if it is in fact alive, its watchdog
+	// stops its pods, which have been freed to run elsewhere.
+	if hasTaint(node, scheduler.TaintOutOfService) {
+		return apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, name,
+			fmt.Errorf("the node is fenced (stead node fence); it may not renew its lease until 'stead node unfence %s'", name))
 	}
 	s.cfg.Leases.Renew(name)
 	writeJSON(w, http.StatusOK, 0, api.Lease{TTLSeconds: s.cfg.Leases.TTL().Seconds(), HeartbeatSeconds: scheduler.DefaultHeartbeat.Seconds()})

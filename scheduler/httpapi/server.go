@@ -58,6 +58,8 @@ type Config struct {
 	// Leases is the leader's table of node leases that heartbeats renew;
 	// a table with the default TTL when nil.
 	Leases *scheduler.Leases
+	// Metrics serves GET /metrics when set.
+	Metrics http.Handler
 	// ClusterCIDR is the range nodes' pod subnets come from;
 	// DefaultClusterCIDR when not valid.
 	ClusterCIDR netip.Prefix
@@ -96,6 +98,9 @@ func New(cfg Config) *Server {
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /v1/health", s.health)
+	if s.cfg.Metrics != nil {
+		m.Handle("GET /metrics", s.cfg.Metrics)
+	}
 	m.HandleFunc("GET /v1/ready", s.ready)
 	m.HandleFunc("GET /v1/status", s.status)
 	m.HandleFunc("POST /v1/apply", s.write(s.apply))
@@ -199,14 +204,45 @@ func (s *Server) write(h writeHandler) http.HandlerFunc {
 	}
 }
 
+// leaderWait bounds how long a follower waits to learn where the leader's
+// API listens: a new leader records its address as its first write, which
+// reaches followers a moment after they learn its ID.
+const leaderWait = 3 * time.Second
+
+// leaderInfo returns the recorded address of the current leader, waiting
+// up to leaderWait for a leader and its record to be known here.
+func (s *Server) leaderInfo(ctx context.Context) (*api.Server, string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	for {
+		v := s.cfg.Store.View()
+		leaderID, _ := s.cfg.Store.LeaderID()
+		if srv, ok := serverInfo(v, leaderID); ok {
+			return srv, leaderID, true
+		}
+		if leaderID == "" {
+			// No leader known: Raft may elect one within the wait, but no
+			// state change tells us; look again shortly.
+			select {
+			case <-ctx.Done():
+				return nil, "", false
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		if _, err := s.cfg.Store.WaitForIndex(ctx, v.Index()); err != nil {
+			return nil, leaderID, false
+		}
+	}
+}
+
 // forward sends a write to the leader and copies its answer back.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	if r.Header.Get(headerForwarded) != "" {
 		s.fail(w, apierrors.NewServiceUnavailable("leadership changed while the request was forwarded; retry"))
 		return
 	}
-	leaderID, _ := s.cfg.Store.LeaderID()
-	srv, ok := serverInfo(s.cfg.Store.View(), leaderID)
+	srv, leaderID, ok := s.leaderInfo(r.Context())
 	if !ok {
 		s.fail(w, apierrors.NewServiceUnavailable("no leader elected yet; retry in a few seconds"))
 		return

@@ -689,6 +689,9 @@ func TestNodeActions(t *testing.T) {
 	if n := act("fence"); len(n.Spec.Taints) != 1 {
 		t.Errorf("fencing twice added the taint twice: %+v", n.Spec.Taints)
 	}
+	if _, err := ts.client.Do(ctx, http.MethodPost, "/v1/nodes/node-a/heartbeat", nil, nil, nil); !apierrors.IsConflict(err) {
+		t.Errorf("heartbeat of a fenced node: %v, want a conflict", err)
+	}
 	if n := act("unfence"); len(n.Spec.Taints) != 0 || !n.Spec.Unschedulable {
 		t.Errorf("unfenced node: %+v (stays cordoned until uncordoned)", n.Spec)
 	}
