@@ -117,9 +117,6 @@ type Config struct {
 	LogKeep     int
 	// MaxPods is the node's pod capacity.
 	MaxPods int
-	// OwnDaemon makes the agent start its own containerd even when one
-	// answers on ContainerdSocket (tests).
-	OwnDaemon bool
 }
 
 func (c *Config) defaults() error {
@@ -286,28 +283,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// containerd: the node's, or one of the agent's own.
-	socket := cfg.ContainerdSocket
-	if cfg.OwnDaemon {
-		socket = filepath.Join(cfg.DataDir, "containerd", "none.sock")
-	}
-	addr, stopDaemon, err := containerd.EnsureDaemon(ctx, socket, containerd.DaemonOptions{
-		Dir: filepath.Join(cfg.DataDir, "containerd"), Logger: a.log.Named("containerd"),
-	})
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	defer stopDaemon()
-	rt, err := containerd.Connect(ctx, containerd.Options{Socket: addr, Namespace: cfg.ContainerdNamespace, Logger: a.log.Named("runtime")})
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	defer rt.Close()
-	a.containers = rt
-	a.importImages(ctx)
-
-	// The agent's own API, listening before registration so that the node
-	// records its address.
+	// The agent's own API, listening first: a second agent on the same
+	// address stops here, before touching anything, and the node records
+	// the address at registration.
 	ln, err := net.Listen("tcp", cfg.AgentAddr)
 	if err != nil {
 		return fmt.Errorf("agent: listen on %s: %w", cfg.AgentAddr, err)
@@ -329,6 +307,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		httpSrv.Close()
 	}
 	defer stopHTTP()
+
+	// containerd: the node's, or one of the agent's own.
+	addr, stopDaemon, err := containerd.EnsureDaemon(ctx, cfg.ContainerdSocket, containerd.DaemonOptions{
+		Dir: filepath.Join(cfg.DataDir, "containerd"), Logger: a.log.Named("containerd"),
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer stopDaemon()
+	rt, err := containerd.Connect(ctx, containerd.Options{Socket: addr, Namespace: cfg.ContainerdNamespace, Logger: a.log.Named("runtime")})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer rt.Close()
+	a.containers = rt
+	a.importImages(ctx)
 
 	nodeIP := cfg.NodeIP
 	if !nodeIP.IsValid() {

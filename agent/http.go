@@ -36,13 +36,15 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("POST /v1/exec/{ns}/{pod}", a.serveExec)
 	mux.HandleFunc("GET /v1/images", a.serveListImages)
 	mux.HandleFunc("POST /v1/images", a.serveImportImages)
-	if a.cfg.Token == "" {
-		return mux
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		want := "Bearer " + a.cfg.Token
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+		if a.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+a.cfg.Token)) != 1 {
 			fail(w, apierrors.NewUnauthorized("this agent needs the cluster token: pass --token or set STEAD_TOKEN"))
+			return
+		}
+		select {
+		case <-a.ready:
+		default:
+			fail(w, apierrors.NewServiceUnavailable("the agent is starting; retry in a few seconds"))
 			return
 		}
 		mux.ServeHTTP(w, r)

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stead-io/stead/agent/watchdog"
 	"github.com/stead-io/stead/api"
 )
 
@@ -118,20 +119,29 @@ func (a *Agent) register(ctx context.Context, ip netip.Addr) (*corev1.Node, erro
 	}
 }
 
-// heartbeat renews the node's lease every Heartbeat interval. The time of
-// a renewal is read before its request is sent, so the agent's idea of its
-// lease always ends before the leader's (RELIABILITY R3). A server that
+// heartbeat renews the node's lease every Heartbeat interval and records
+// each renewal in DATA_DIR/lease for the watchdog (agent/watchdog). The time
+// of a renewal is read before its request is sent, so the node's idea of
+// its lease always ends before the leader's (RELIABILITY R3). A server that
 // does not know the node gets it registered again.
 func (a *Agent) heartbeat(ctx context.Context) {
 	for {
-		sent := time.Now()
+		sent, sentMono := time.Now(), watchdog.Now()
 		c := a.servers.client()
 		rctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
-		_, err := c.Do(rctx, http.MethodPost, "/v1/nodes/"+a.cfg.NodeName+"/heartbeat", nil, nil, nil)
+		var lease api.Lease
+		_, err := c.Do(rctx, http.MethodPost, "/v1/nodes/"+a.cfg.NodeName+"/heartbeat", nil, nil, &lease)
 		cancel()
 		switch {
 		case err == nil:
 			a.lastRenewed.Store(&sent)
+			// The watchdog fences the node when this lease runs out.
+			if lease.TTLSeconds > 0 {
+				expires := sentMono.Add(time.Duration(lease.TTLSeconds * float64(time.Second)))
+				if err := watchdog.WriteLease(watchdog.PathsIn(a.cfg.DataDir).Lease, expires, a.cfg.NodeName); err != nil {
+					a.log.Error("record lease", "error", err)
+				}
+			}
 		case apierrors.IsNotFound(err) && strings.Contains(err.Error(), a.cfg.NodeName):
 			a.log.Warn("the server does not know this node; registering it again")
 			ip, _ := netip.ParseAddr(a.env.node.IP)

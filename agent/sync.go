@@ -137,6 +137,15 @@ func (w *podWorker) run(ctx context.Context, pod *corev1.Pod, sb string, cs []co
 	if w.lastStatus != nil && w.lastStatusUID == pod.UID {
 		view.Old = w.lastStatus
 	}
+	clear(w.waiting)
+	clear(w.pulled)
+	// Images first: a pod that cannot get its images takes no IP.
+	if len(cs) == 0 && !w.imagesPresent(ctx, pod, now, soon) {
+		view.Init = w.views(ctx, pod.Spec.InitContainers, nil, nil)
+		view.Containers = w.views(ctx, pod.Spec.Containers, nil, nil)
+		w.finish(pod, view)
+		return next, nil
+	}
 	net, netErr := w.network(ctx, sb, pod, len(cs) == 0)
 	if netErr == nil {
 		view.PodIP = net.IP
@@ -152,7 +161,6 @@ func (w *podWorker) run(ctx context.Context, pod *corev1.Pod, sb string, cs []co
 	}
 
 	attempts := w.attempts(sb, cs)
-	clear(w.waiting)
 	if netErr == nil {
 		acted, wake := w.act(ctx, pod, sb, net, attempts, now)
 		soon(wake)
@@ -169,10 +177,32 @@ func (w *podWorker) run(ctx context.Context, pod *corev1.Pod, sb string, cs []co
 
 	view.Init = w.views(ctx, pod.Spec.InitContainers, attempts, sandboxErr)
 	view.Containers = w.views(ctx, pod.Spec.Containers, attempts, sandboxErr)
+	w.finish(pod, view)
+	return next, nil
+}
+
+// finish computes the pod's status and hands it to the reporter.
+func (w *podWorker) finish(pod *corev1.Pod, view podView) {
 	st := computeStatus(view)
 	w.lastStatus, w.lastStatusUID = &st, pod.UID
-	env.report(pod, st)
-	return next, nil
+	w.env.report(pod, st)
+}
+
+// imagesPresent makes every image of the pod present (pulling as the
+// policies say) and reports whether they all are; the containers whose
+// image is missing get their waiting reason.
+func (w *podWorker) imagesPresent(ctx context.Context, pod *corev1.Pod, now time.Time, soon func(time.Time)) bool {
+	ok := true
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if wv, retry := w.ensureImage(ctx, pod, &list[i], now); wv != nil {
+				w.waiting[list[i].Name] = wv
+				soon(retry)
+				ok = false
+			}
+		}
+	}
+	return ok
 }
 
 // network sets up the pod's network (or finds it set up) and returns it.
@@ -470,6 +500,9 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 	case policy == corev1.PullNever, policy == corev1.PullIfNotPresent && present:
 		return nil, time.Time{}
 	}
+	if w.pulled[ref] {
+		return nil, time.Time{}
+	}
 	key := "image/" + ref
 	if r := w.retries[key]; r != nil && now.Before(r.retryAt) {
 		return &waitingView{Reason: reasonImagePullBackOff, Message: fmt.Sprintf("Back-off pulling image %q", ref)}, r.retryAt
@@ -483,6 +516,7 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 		return &waitingView{Reason: reasonErrImagePull, Message: msg}, now.Add(time.Second)
 	}
 	delete(w.retries, key)
+	w.pulled[ref] = true
 	w.event(pod, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q", ref))
 	return nil, time.Time{}
 }

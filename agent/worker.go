@@ -91,6 +91,9 @@ type podWorker struct {
 	// retries holds the back-off of failing image pulls (by image) and
 	// container creations (by container name).
 	retries map[string]*retryState
+	// pulled are the images pulled by the current sync (pull policy
+	// Always pulls once per start, not twice).
+	pulled map[string]bool
 	// imageIDs caches image digests.
 	imageIDs map[string]string
 	// lastStatus is the status computed by the last sync, for the pod
@@ -126,6 +129,7 @@ func newPodWorker(k podKey, env *podEnv) *podWorker {
 		waiting:   map[string]*waitingView{},
 		retries:   map[string]*retryState{},
 		imageIDs:  map[string]string{},
+		pulled:    map[string]bool{},
 	}
 }
 

@@ -416,7 +416,11 @@ func TestWorkerImagePullBackOff(t *testing.T) {
 	pod.Spec.Containers[0].Image = "127.0.0.1:1/none:1"
 	w := h.worker(pod)
 	next, _ := h.sync(w)
-	wantCalls(t, h, "setup "+sb7, "pull 127.0.0.1:1/none:1")
+	// No network (nor IP) for a pod whose image is not there.
+	wantCalls(t, h, "pull 127.0.0.1:1/none:1")
+	if ip := h.last().PodIP; ip != "" {
+		t.Errorf("podIP %s while the image is missing", ip)
+	}
 	waiting := func() *corev1.ContainerStateWaiting { return h.last().ContainerStatuses[0].State.Waiting }
 	if wt := waiting(); wt.Reason != "ErrImagePull" || !strings.HasPrefix(wt.Message, `Failed to pull image "127.0.0.1:1/none:1": pull image 127.0.0.1:1/none:1: dial tcp`) {
 		t.Fatalf("first: %+v", wt)
@@ -444,7 +448,7 @@ func TestWorkerImagePullBackOff(t *testing.T) {
 	h.containers.pullErr = nil
 	h.clock.Advance(next)
 	h.sync(w)
-	wantCalls(t, h, "pull 127.0.0.1:1/none:1", "create "+c70, "start "+c70)
+	wantCalls(t, h, "pull 127.0.0.1:1/none:1", "setup "+sb7, "create "+c70, "start "+c70)
 }
 
 func TestWorkerInitContainers(t *testing.T) {

@@ -79,6 +79,10 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 		newRolloutCmd(g),
 		newNodeCmd(g),
 		newWatchdogCmd(),
+		newAgentCmd(g),
+		newLogsCmd(g),
+		newExecCmd(g),
+		newImageCmd(g),
 	)
 	return root
 }
