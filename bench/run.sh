@@ -8,6 +8,8 @@
 #   BENCH_QUICK=1 bench/run.sh    a smoke run (about 3 minutes)
 #   BENCH_ONLY="raft dns"         only these of: raft placement dns
 #   BENCH_OUT=DIR                 keep logs, data and raw results in DIR
+#   BENCH_NICE=-10                run the benchmarks at this niceness, so that
+#                                 other work on the machine disturbs them less
 #
 # Each benchmark is a program under bench/cmd that prints bench.Result JSON
 # lines on standard output and its progress on standard error. To add one,
@@ -86,6 +88,9 @@ run_one() {
 	mkdir -p "$out/$name"
 	echo "bench: $name" >&2
 	local rc=0
+	if [ -n "${BENCH_NICE:-}" ]; then
+		cmd=(nice -n "$BENCH_NICE" "${cmd[@]}")
+	fi
 	timeout --kill-after=30 "$limit" "${cmd[@]}" >"$out/$name.jsonl" 2> >(tee "$out/$name.log" >&2) || rc=$?
 	cat "$out/$name.jsonl" >>"$results"
 	if [ "$rc" != 0 ]; then
@@ -100,6 +105,9 @@ for name in $ONLY; do
 	run_one "$name"
 done
 
+if [ -n "${BENCH_NICE:-}" ]; then
+	mode="$mode, niceness $BENCH_NICE"
+fi
 "$out/bin/benchreport" -results "$results" -out bench/RESULTS.md -mode "$mode" -started "$started" \
 	-commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
 	-load-before "$load_before" -load-after "$(cut -d' ' -f1-3 /proc/loadavg)"
