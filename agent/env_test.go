@@ -40,7 +40,7 @@ import (
 // HTTP API, and a cluster range of the test's own (10.250.x.0/22, unused
 // by any interface), so tests of other packages never share state.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	daemon  *containerdtest.Daemon
 	rt      *containerd.Runtime
 	store   *raftstore.Store
@@ -60,7 +60,7 @@ var (
 
 // newEnv starts the cluster; it skips the test when the machine cannot run
 // containers and pod networks.
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test")
@@ -103,7 +103,7 @@ func newEnv(t *testing.T) *testEnv {
 }
 
 // freeCluster picks 10.250.x.0/22 that no address of the machine is in.
-func freeCluster(t *testing.T) netip.Prefix {
+func freeCluster(t testing.TB) netip.Prefix {
 	addrs, _ := net.InterfaceAddrs()
 	var b [1]byte
 	rand.Read(b[:])
@@ -125,7 +125,7 @@ func freeCluster(t *testing.T) netip.Prefix {
 	return netip.Prefix{}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 var logMu sync.Mutex
 
@@ -147,7 +147,7 @@ type testAgent struct {
 
 // agentConfig returns the configuration of a test node: its own bridge,
 // CNI network, namespace directory and data directory, fast back-offs.
-func (e *testEnv) agentConfig(t *testing.T, name string) agent.Config {
+func (e *testEnv) agentConfig(t testing.TB, name string) agent.Config {
 	var b [2]byte
 	rand.Read(b[:])
 	suffix := hex.EncodeToString(b[:])
@@ -174,7 +174,7 @@ func (e *testEnv) agentConfig(t *testing.T, name string) agent.Config {
 
 // startAgent runs an agent until the test ends; its pods' networks and
 // mounts are removed then (the containers with the daemon).
-func (e *testEnv) startAgent(t *testing.T, cfg agent.Config) *testAgent {
+func (e *testEnv) startAgent(t testing.TB, cfg agent.Config) *testAgent {
 	t.Helper()
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -197,7 +197,7 @@ func (e *testEnv) startAgent(t *testing.T, cfg agent.Config) *testAgent {
 
 // stop ends the agent as kill -9 would leave things: nothing is stopped or
 // cleaned up (the pods keep running).
-func (a *testAgent) stop(t *testing.T) {
+func (a *testAgent) stop(t testing.TB) {
 	t.Helper()
 	a.cancel()
 	select {
@@ -214,7 +214,7 @@ func (a *testAgent) stop(t *testing.T) {
 // cleanupNode stops the agent and removes what its pods left in the
 // kernel: networks (CNI DEL releases the iptables rules), the bridge,
 // mounts.
-func (e *testEnv) cleanupNode(t *testing.T, a *testAgent) {
+func (e *testEnv) cleanupNode(t testing.TB, a *testAgent) {
 	a.cancel()
 	<-a.done
 	a.done <- nil
@@ -271,7 +271,7 @@ func (e *testEnv) testPod(name string, args []string, opts ...podOpts) *corev1.P
 
 // assign stores pod bound to node, its generation stamped with the index
 // of the assignment as the placer does, and returns the stored pod.
-func (e *testEnv) assign(t *testing.T, node string, pod *corev1.Pod) *corev1.Pod {
+func (e *testEnv) assign(t testing.TB, node string, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
 	pod = pod.DeepCopy()
 	pod.Spec.NodeName = node
@@ -308,7 +308,7 @@ func (e *testEnv) pod(ns, name string) *corev1.Pod {
 }
 
 // waitPod waits until cond holds for the stored pod and returns it.
-func (e *testEnv) waitPod(t *testing.T, name string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
+func (e *testEnv) waitPod(t testing.TB, name string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
 	var p *corev1.Pod
 	waitFor(t, timeout, name+" "+what, func() (bool, string) {
@@ -322,7 +322,7 @@ func (e *testEnv) waitPod(t *testing.T, name string, timeout time.Duration, what
 }
 
 // running waits until the pod runs and is Ready.
-func (e *testEnv) running(t *testing.T, name string) *corev1.Pod {
+func (e *testEnv) running(t testing.TB, name string) *corev1.Pod {
 	t.Helper()
 	return e.waitPod(t, name, 60*time.Second, "Running and Ready", func(p *corev1.Pod) bool { return p != nil && isReady(p) })
 }
@@ -366,7 +366,7 @@ func describe(p *corev1.Pod) string {
 
 // deletePod deletes the pod gracefully through the API and waits until
 // the agent confirmed it and the record is gone.
-func (e *testEnv) deletePod(t *testing.T, name string) {
+func (e *testEnv) deletePod(t testing.TB, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -377,7 +377,7 @@ func (e *testEnv) deletePod(t *testing.T, name string) {
 }
 
 // agentClient talks to the agent's API.
-func (a *testAgent) client(t *testing.T) *api.AgentClient {
+func (a *testAgent) client(t testing.TB) *api.AgentClient {
 	c, err := api.NewAgentClient(a.APIAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -387,7 +387,7 @@ func (a *testAgent) client(t *testing.T) *api.AgentClient {
 
 // exec runs a command in a pod's container and returns its exit code and
 // output.
-func (a *testAgent) exec(t *testing.T, pod string, cmd ...string) (int, string) {
+func (a *testAgent) exec(t testing.TB, pod string, cmd ...string) (int, string) {
 	t.Helper()
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -400,7 +400,7 @@ func (a *testAgent) exec(t *testing.T, pod string, cmd ...string) (int, string) 
 }
 
 // logs reads a container's log.
-func (a *testAgent) logs(t *testing.T, pod string, opts api.LogOptions) string {
+func (a *testAgent) logs(t testing.TB, pod string, opts api.LogOptions) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -432,7 +432,7 @@ func get(url string) (string, error) {
 }
 
 // waitGet waits until url answers 200 and returns the body.
-func waitGet(t *testing.T, url string) string {
+func waitGet(t testing.TB, url string) string {
 	t.Helper()
 	var body string
 	waitFor(t, 20*time.Second, "GET "+url, func() (bool, string) {
@@ -445,7 +445,7 @@ func waitGet(t *testing.T, url string) string {
 
 // waitFor polls cond until it holds or timeout passes; then it fails the
 // test with cond's last explanation.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -461,7 +461,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 }
 
 // consistently checks that cond holds for all of d.
-func consistently(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+func consistently(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
@@ -473,7 +473,7 @@ func consistently(t *testing.T, d time.Duration, what string, cond func() (bool,
 }
 
 // containerIDs lists the containers of the daemon's namespace.
-func (e *testEnv) containerIDs(t *testing.T) []string {
+func (e *testEnv) containerIDs(t testing.TB) []string {
 	cs, err := e.rt.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -486,7 +486,7 @@ func (e *testEnv) containerIDs(t *testing.T) []string {
 }
 
 // ctr runs containerd's ctr against the test daemon.
-func (e *testEnv) ctr(t *testing.T, args ...string) string {
+func (e *testEnv) ctr(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ctr", append([]string{"--address", e.daemon.Socket, "--namespace", e.daemon.Namespace}, args...)...).CombinedOutput()
 	if err != nil {
