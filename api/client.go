@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,17 +36,49 @@ type Client struct {
 // NewClient returns a client for the server at addr, given as host:port or
 // as an http(s) URL.
 func NewClient(addr string) (*Client, error) {
+	return NewClientWithOptions(addr, ClientOptions{})
+}
+
+// ClientOptions configure a Client beyond its server's address.
+type ClientOptions struct {
+	// TLS, when set, is used to dial the server over TLS: an address
+	// without a scheme then means https, and an http:// address is
+	// refused. (*TLS).ClientConfig makes one that checks the server's
+	// role.
+	TLS *tls.Config
+	// Token is sent as a bearer token.
+	Token string
+}
+
+// NewClientWithOptions returns a client for the server at addr, given as
+// host:port or as an http(s) URL.
+func NewClientWithOptions(addr string, o ClientOptions) (*Client, error) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		if o.TLS != nil {
+			addr = "https://" + addr
+		} else {
+			addr = "http://" + addr
+		}
 	}
 	u, err := url.Parse(addr)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("server address %q is not host:port or a URL", addr)
 	}
-	return &Client{base: u, http: &http.Client{}}, nil
+	hc := &http.Client{}
+	switch {
+	case u.Scheme == "https" && o.TLS != nil:
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = o.TLS
+		hc.Transport = tr
+	case u.Scheme == "http" && o.TLS != nil:
+		return nil, fmt.Errorf("server address %q says http, but TLS is configured: use https:// or host:port", addr)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("server address %q: scheme %q is not http or https", addr, u.Scheme)
+	}
+	return &Client{base: u, http: hc, Token: o.Token}, nil
 }
 
 // Addr returns the server address the client talks to.
@@ -225,6 +259,26 @@ func (c *Client) explain(err error) error {
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return fmt.Errorf("cannot resolve server %s: %w; set --server or STEAD_ADDR", c.base.Host, err)
+	}
+	var recErr tls.RecordHeaderError
+	if errors.As(err, &recErr) {
+		return fmt.Errorf("server %s does not answer TLS: %w; use an http:// address without --tls-* if it serves plain HTTP", c.base.Host, err)
+	}
+	var authErr x509.UnknownAuthorityError
+	if errors.As(err, &authErr) {
+		return fmt.Errorf("server %s presented a certificate the CA of --tls-ca did not sign: %w", c.base.Host, err)
+	}
+	var nameErr x509.HostnameError
+	if errors.As(err, &nameErr) {
+		return fmt.Errorf("server %s presented a certificate without the role this client expects: %w", c.base.Host, err)
+	}
+	var certErr x509.CertificateInvalidError
+	if errors.As(err, &certErr) {
+		return fmt.Errorf("server %s presented an invalid certificate: %w", c.base.Host, err)
+	}
+	// crypto/tls reports an alert from the server only in its text.
+	if strings.Contains(err.Error(), "remote error: tls:") {
+		return fmt.Errorf("server %s refused this client's certificate: %w; check --tls-cert and --tls-key", c.base.Host, err)
 	}
 	return fmt.Errorf("talk to server %s: %w", c.base.Host, err)
 }
