@@ -65,6 +65,7 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 	root.PersistentFlags().StringVar(&g.server, "server", addr, "address of a Stead server (host:port or URL); also STEAD_ADDR")
 	root.PersistentFlags().StringVarP(&g.namespace, "namespace", "n", "", "namespace to act in (default \"default\")")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("STEAD_TOKEN"), "ACL token; also STEAD_TOKEN")
+	addConfig(root, os.LookupEnv)
 
 	root.AddCommand(
 		newVersionCmd(g),
