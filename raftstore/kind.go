@@ -35,12 +35,15 @@ const (
 	Events                 Kind = "events"
 	Nodes                  Kind = "nodes"
 	Servers                Kind = "servers"
+	// Tokens are the ACL tokens. The API serves them only through its
+	// ACL endpoints, and never their secrets' hashes.
+	Tokens Kind = "tokens"
 )
 
 // Kinds lists every kind the store holds, in a fixed order.
 var Kinds = []Kind{
 	Namespaces, StatefulSets, Services, Pods, PersistentVolumeClaims,
-	ControllerRevisions, Events, Nodes, Servers,
+	ControllerRevisions, Events, Nodes, Servers, Tokens,
 }
 
 // kindInfo is what the store knows about a kind.
@@ -94,6 +97,10 @@ var kindInfos = map[Kind]kindInfo{
 		gvk:  schema.GroupVersionKind{Group: "stead.io", Version: "v1", Kind: "Server"},
 		zero: func() Object { return &api.Server{} },
 	},
+	Tokens: {
+		gvk:  schema.GroupVersionKind{Group: "stead.io", Version: "v1", Kind: "Token"},
+		zero: func() Object { return &api.Token{} },
+	},
 }
 
 // ParseKind returns the kind whose resource name is s.
@@ -112,7 +119,7 @@ func (k Kind) Valid() bool {
 }
 
 // Namespaced reports whether objects of kind k live in a namespace.
-// Namespaces, nodes and servers are cluster-scoped: their namespace is "".
+// Namespaces, nodes, servers and tokens are cluster-scoped: their namespace is "".
 func (k Kind) Namespaced() bool {
 	return kindInfos[k].namespaced
 }
@@ -158,6 +165,8 @@ func KindOf(obj Object) (Kind, error) {
 		return Nodes, nil
 	case *api.Server:
 		return Servers, nil
+	case *api.Token:
+		return Tokens, nil
 	}
 	return "", fmt.Errorf("no kind for object type %T", obj)
 }

@@ -25,6 +25,7 @@ func TestKinds(t *testing.T) {
 		{raftstore.Events, "v1", "Event", true},
 		{raftstore.Nodes, "v1", "Node", false},
 		{raftstore.Servers, "stead.io/v1", "Server", false},
+		{raftstore.Tokens, "stead.io/v1", "Token", false},
 	}
 	if len(cases) != len(raftstore.Kinds) {
 		t.Fatalf("%d cases for %d kinds", len(cases), len(raftstore.Kinds))

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -41,6 +42,12 @@ type Config struct {
 	// AdvertiseAddr is the address other servers reach this one at, when
 	// it differs from BindAddr. Ignored when Transport is set.
 	AdvertiseAddr string
+	// TLS, when set, runs the Raft transport over TLS with this
+	// configuration, both to accept and to dial. It must require client
+	// certificates and TLS 1.2 or later; api.TLS.PeerConfig makes one
+	// that admits only server certificates of the cluster, in both
+	// directions. Ignored when Transport is set.
+	TLS *tls.Config
 	// Bootstrap makes this server start a new cluster if it has no Raft
 	// state yet: a cluster of the voters in Servers, or of itself alone
 	// when Servers is empty. Others join through AddVoter on the leader.
@@ -242,7 +249,13 @@ func (s *Store) open(cfg Config) error {
 			}
 			advertise = a
 		}
-		nt, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, s.logger.Named("transport"))
+		var nt *raft.NetworkTransport
+		var err error
+		if cfg.TLS != nil {
+			nt, err = newTLSTransport(cfg.BindAddr, advertise, cfg.TLS, s.logger.Named("transport"))
+		} else {
+			nt, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, s.logger.Named("transport"))
+		}
 		if err != nil {
 			return fmt.Errorf("raft transport on %q: %w", cfg.BindAddr, err)
 		}
