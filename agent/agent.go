@@ -340,6 +340,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.network, err = network.New(network.Options{
 		Subnet: subnet, DataDir: a.paths.network(), NetNSDir: cfg.NetNSDir,
 		Bridge: cfg.Bridge, NetworkName: cfg.NetworkName, PluginDirs: cfg.CNIPluginDirs, Logger: a.log.Named("network"),
+		ClusterCIDR: cfg.ClusterCIDR,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

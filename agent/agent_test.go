@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/stead-io/stead/agent/containerd/containerdtest"
 	"github.com/stead-io/stead/agent/image"
 	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/raftstore"
 )
 
 func fieldEnv(name, path string) corev1.EnvVar {
@@ -64,6 +66,11 @@ func TestAgent(t *testing.T) {
 	subnet := netip.MustParsePrefix(node.Node().Spec.PodCIDR)
 	gateway := subnet.Addr().Next()
 	nodeIP := node.Node().Status.Addresses[0].Address
+	// Pods' traffic is masqueraded only when it leaves the cluster range.
+	if out, err := exec.Command("iptables", "-w", "-t", "nat", "-S", "POSTROUTING").Output(); err != nil ||
+		!strings.Contains(string(out), "-s "+subnet.String()+" ! -d "+e.cluster.String()) {
+		t.Errorf("no masquerade rule for %s leaving %s: %v\n%s", subnet, e.cluster, err, out)
+	}
 
 	t.Run("cases", func(t *testing.T) {
 		t.Run("identity", func(t *testing.T) {
@@ -275,6 +282,15 @@ func TestAgent(t *testing.T) {
 			if err != nil || code != 0 || out.String() != "through stdin\n" {
 				t.Errorf("exec with stdin: %d %v %q", code, err, out.String())
 			}
+			// A terminal, resized by the client.
+			sizes := make(chan [2]uint16, 1)
+			sizes <- [2]uint16{100, 40}
+			out.Reset()
+			code, err = node.client(t).Exec(context.Background(), "default", "logs-0", api.ExecOptions{
+				Command: []string{"/podtest", "ttysize"}, TTY: true, Resize: sizes, Stdout: &out})
+			if err != nil || code != 0 || out.String() != "100 40\r\n" {
+				t.Errorf("exec with a terminal: %d %v %q", code, err, out.String())
+			}
 			if _, err := node.client(t).Exec(context.Background(), "default", "logs-0", api.ExecOptions{Command: []string{"/no/such"}}); err == nil {
 				t.Error("exec of a missing binary succeeded")
 			}
@@ -365,10 +381,17 @@ func TestAgent(t *testing.T) {
 				p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "v", MountPath: "/v", SubPath: "escape/ssl"}}
 			}))
 
+			// ErrImagePull lasts one sync, which a reporter behind may
+			// never write; the event of the failed pull stays.
 			seen := map[string]string{}
 			e.waitPod(t, "pull-0", 30*time.Second, "ErrImagePull then ImagePullBackOff", func(p *corev1.Pod) bool {
 				if w := containerStatus(p).State.Waiting; w != nil {
 					seen[w.Reason] = w.Message
+				}
+				if seen["ErrImagePull"] == "" {
+					if msg := e.eventMessage(t, "pull-0", "Failed"); strings.HasPrefix(msg, "Failed to pull image") {
+						seen["ErrImagePull"] = msg
+					}
 				}
 				return seen["ErrImagePull"] != "" && seen["ImagePullBackOff"] != ""
 			})
@@ -630,5 +653,15 @@ func cgroupValue(t *testing.T, pid uint32, controller, v1, v2 string) string {
 		}
 	}
 	t.Fatalf("no %s cgroup for pid %d:\n%s", controller, pid, b)
+	return ""
+}
+
+// eventMessage is the message of the pod's latest event with reason.
+func (e *testEnv) eventMessage(t testing.TB, pod, reason string) string {
+	for _, ev := range raftstore.ListOf[*corev1.Event](e.store.View(), raftstore.Events, "default") {
+		if ev.InvolvedObject.Name == pod && ev.Reason == reason {
+			return ev.Message
+		}
+	}
 	return ""
 }

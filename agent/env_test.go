@@ -223,7 +223,7 @@ func (e *testEnv) cleanupNode(t testing.TB, a *testAgent) {
 		return
 	}
 	n, err := network.New(network.Options{Subnet: subnet, DataDir: filepath.Join(a.cfg.DataDir, "network"), NetNSDir: a.cfg.NetNSDir,
-		Bridge: a.cfg.Bridge, NetworkName: a.cfg.NetworkName})
+		Bridge: a.cfg.Bridge, NetworkName: a.cfg.NetworkName, ClusterCIDR: a.cfg.ClusterCIDR})
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 		return

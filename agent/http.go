@@ -267,7 +267,11 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 		stdinR, stdinW = io.Pipe()
 		opts.Stdin = stdinR
 	}
-	go readClientFrames(rw.Reader, stdinW, cancel)
+	resize := make(chan [2]uint16, 1)
+	if opts.TTY {
+		opts.Resize = resize
+	}
+	go readClientFrames(rw.Reader, stdinW, resize, cancel)
 	code, err := a.containers.Exec(ctx, pc.Cur.ID, opts)
 	if err != nil {
 		send(api.FrameError, []byte(err.Error()))
@@ -276,9 +280,10 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 	send(api.FrameExit, api.ExitPayload(code))
 }
 
-// readClientFrames copies the client's stdin frames into the process; the
-// client going away ends the exec.
-func readClientFrames(r *bufio.Reader, stdin *io.PipeWriter, cancel context.CancelFunc) {
+// readClientFrames copies the client's stdin frames into the process and
+// passes terminal sizes on (the latest wins); the client going away ends
+// the exec.
+func readClientFrames(r *bufio.Reader, stdin *io.PipeWriter, resize chan [2]uint16, cancel context.CancelFunc) {
 	for {
 		t, p, err := api.ReadFrame(r)
 		if err != nil {
@@ -287,6 +292,16 @@ func readClientFrames(r *bufio.Reader, stdin *io.PipeWriter, cancel context.Canc
 			}
 			cancel()
 			return
+		}
+		if t == api.FrameResize {
+			if w, h, err := api.ParseResize(p); err == nil {
+				select {
+				case <-resize:
+				default:
+				}
+				resize <- [2]uint16{w, h}
+			}
+			continue
 		}
 		if t != api.FrameStdin || stdin == nil {
 			continue

@@ -27,6 +27,9 @@ type ExecOptions struct {
 	Stdout, Stderr io.Writer
 	// TTY gives the process a terminal (output then arrives on Stdout).
 	TTY bool
+	// Resize, with TTY, carries the terminal's sizes (columns, rows) to
+	// apply while the process runs.
+	Resize <-chan [2]uint16
 }
 
 // Exec runs opts.Cmd in the running container id, with the container's
@@ -105,6 +108,23 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	}
 	if err := p.Start(nctx); err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	if opts.TTY && opts.Resize != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				case sz, ok := <-opts.Resize:
+					if !ok {
+						return
+					}
+					_ = p.Resize(nctx, uint32(sz[0]), uint32(sz[1]))
+				}
+			}
+		}()
 	}
 	var st containerd.ExitStatus
 	select {

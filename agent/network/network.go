@@ -58,6 +58,12 @@ type Options struct {
 	PluginDirs []string
 	// Logger; nil discards.
 	Logger hclog.Logger
+	// ClusterCIDR, when valid, is the range of every pod IP in the
+	// cluster: pods' traffic within it keeps its source address (other
+	// nodes route to this node's pods, host-gw) and only traffic leaving it
+	// is masqueraded, by one rule EnsureBridge installs. When not valid, the
+	// bridge plugin masquerades whatever leaves the node's subnet.
+	ClusterCIDR netip.Prefix
 }
 
 // PortMapping publishes a container port on the node (hostPort).
@@ -167,7 +173,7 @@ func Conflist(opts Options) ([]byte, error) {
 				"type":        "bridge",
 				"bridge":      opts.Bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      !opts.ClusterCIDR.IsValid(),
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",
@@ -212,12 +218,17 @@ func (n *Network) EnsureBridge() error {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 		return fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
-	return nil
+	return n.ensureMasquerade()
 }
 
 // DeleteBridge removes the node bridge (after every pod is torn down, e.g.
 // when the node leaves); a missing bridge is not an error.
-func (n *Network) DeleteBridge() error { return deleteLink(n.opts.Bridge) }
+func (n *Network) DeleteBridge() error {
+	if err := n.deleteMasquerade(); err != nil {
+		return err
+	}
+	return deleteLink(n.opts.Bridge)
+}
 
 var podIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$`)
 

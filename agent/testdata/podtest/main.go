@@ -14,11 +14,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: podtest serve ADDR | ignore-term | touch PATH | rm PATH | test PATH | exit CODE | resolve NAME | echo WORDS | cat | hang | tick")
+		fmt.Fprintln(os.Stderr, "usage: podtest serve ADDR | ignore-term | touch PATH | rm PATH | test PATH | exit CODE | resolve NAME | echo WORDS | cat | hang | tick | ttysize")
 		os.Exit(2)
 	}
 	arg := func(i int) string {
@@ -74,6 +75,19 @@ func main() {
 		for {
 			time.Sleep(time.Hour)
 		}
+	case "ttysize":
+		// Prints the size of the terminal on stdout once it has one.
+		for i := 0; i < 100; i++ {
+			var ws [4]uint16
+			_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, 1, syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
+			if errno == 0 && ws[0] != 0 {
+				fmt.Printf("%d %d\n", ws[1], ws[0])
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		fmt.Println("no terminal size")
+		os.Exit(1)
 	case "tick":
 		// Prints a numbered line every 100ms until killed.
 		for i := 0; ; i++ {
