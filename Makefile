@@ -7,7 +7,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 DATA_DIR ?= ./stead-data
 
-.PHONY: all build test vet unit run deps fuzz clean
+.PHONY: all build test vet unit run deps fuzz clean example-image
 
 all: build
 
@@ -19,8 +19,15 @@ build:
 deps:
 	deploy/install-deps.sh
 
+## example-image: the image examples/web.yaml runs, built from examples/webserver
+## and dropped where the dev agent imports images when it starts
+example-image: build
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/webserver ./examples/webserver
+	mkdir -p $(DATA_DIR)/agent/images
+	bin/stead image build --binary bin/webserver --tag stead.local/examples/web:1 -o $(DATA_DIR)/agent/images/web.tar
+
 ## run: build, install what is missing, start `stead dev` and apply examples/web.yaml
-run: build deps
+run: build deps example-image
 	DATA_DIR=$(DATA_DIR) deploy/run-dev.sh
 
 ## vet: go vet over everything
