@@ -35,15 +35,10 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 			continue
 		}
 		backoff = time.Second
-		pods := make([]*corev1.Pod, 0, len(list.Items))
-		for _, raw := range list.Items {
-			var p corev1.Pod
-			if err := json.Unmarshal(raw, &p); err != nil {
-				a.log.Error("undecodable pod in assignments", "error", err)
-				continue
-			}
+		var pods []*corev1.Pod
+		for _, p := range podsOf(list.Items) {
 			if p.Spec.NodeName == a.cfg.NodeName {
-				pods = append(pods, &p)
+				pods = append(pods, p)
 			}
 		}
 		// A server that restarted, or another server, may be behind: take
@@ -63,4 +58,16 @@ func (a *Agent) confirmDeleted(ctx context.Context, pod *corev1.Pod) error {
 		a.servers.failed(c, err)
 	}
 	return err
+}
+
+// podsOf decodes a list of pods, skipping any that does not decode.
+func podsOf(items []json.RawMessage) []*corev1.Pod {
+	out := make([]*corev1.Pod, 0, len(items))
+	for _, raw := range items {
+		var p corev1.Pod
+		if json.Unmarshal(raw, &p) == nil {
+			out = append(out, &p)
+		}
+	}
+	return out
 }

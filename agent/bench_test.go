@@ -26,8 +26,7 @@ const benchPods = 50
 //	go test -run '^$' -bench BenchmarkPodStart -benchtime 1x ./agent/
 func BenchmarkPodStart(b *testing.B) {
 	e := newEnv(b)
-	node := e.startAgent(b, e.agentConfig(b, "bench"))
-	_ = node
+	e.startAgent(b, e.agentConfig(b, "bench"))
 
 	var agentTimes []time.Duration
 	for i := range benchPods {

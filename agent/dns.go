@@ -97,12 +97,7 @@ func (a *Agent) zoneInput(ctx context.Context, c *api.Client, index uint64) (dns
 	if err != nil {
 		return in, 0, err
 	}
-	for _, raw := range pods.Items {
-		var p corev1.Pod
-		if json.Unmarshal(raw, &p) == nil {
-			in.Pods = append(in.Pods, &p)
-		}
-	}
+	in.Pods = podsOf(pods.Items)
 	for _, raw := range svcs.Items {
 		var s corev1.Service
 		if json.Unmarshal(raw, &s) == nil {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"sync"
 	"time"
@@ -148,5 +147,3 @@ func (r *eventRecorder) write(ctx context.Context, ev *corev1.Event) error {
 	}
 	return err
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -352,16 +351,4 @@ func (a *Agent) serveImportImages(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.ImageList{Node: a.cfg.NodeName, Images: names})
 	// Pods waiting for these images need not wait for their back-off.
 	a.pokeAll()
-}
-
-// podsOf decodes a list of pods.
-func podsOf(items []json.RawMessage) []*corev1.Pod {
-	out := make([]*corev1.Pod, 0, len(items))
-	for _, raw := range items {
-		var p corev1.Pod
-		if json.Unmarshal(raw, &p) == nil {
-			out = append(out, &p)
-		}
-	}
-	return out
 }

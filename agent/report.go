@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -138,7 +139,7 @@ func (r *statusReporter) write(ctx context.Context, pod *corev1.Pod) error {
 	c := r.servers.client()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	body, err := jsonMarshal(pod)
+	body, err := json.Marshal(pod)
 	if err != nil {
 		return err
 	}
