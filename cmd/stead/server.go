@@ -369,6 +369,11 @@ func (t *leaderTerm) end() {
 // runLeader is one term of office.
 func (rs *runningServer) runLeader(ctx context.Context, id, raftAddr string) {
 	rs.log.Info("leading the cluster")
+	// Decide from the whole committed state: wait until everything
+	// committed before this term is applied here.
+	if err := rs.store.Barrier(ctx); err != nil {
+		rs.log.Warn("wait for the committed state", "error", err)
+	}
 	for attempt := 0; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := rs.api.Register(rctx, id, raftAddr, rs.addr)
