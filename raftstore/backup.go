@@ -272,12 +272,16 @@ func readBackup(r io.Reader) (BackupMeta, *state, error) {
 	var meta BackupMeta
 	br := bufio.NewReaderSize(r, 64<<10)
 	magic := make([]byte, len(backupMagic)+1)
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != backupMagic+"\n" {
+	_, err := io.ReadFull(br, magic)
+	switch {
+	case err != nil && err != io.EOF && err != io.ErrUnexpectedEOF:
+		return meta, nil, fmt.Errorf("%w: read: %w", ErrBadBackup, err)
+	case err != nil || string(magic) != backupMagic+"\n":
 		return meta, nil, fmt.Errorf("%w: it does not start with %q (is it a file of 'stead operator snapshot save'?)", ErrBadBackup, backupMagic)
 	}
 	line, err := readLine(br, maxBackupHeader)
 	if err != nil {
-		return meta, nil, fmt.Errorf("%w: read header: %v", ErrBadBackup, err)
+		return meta, nil, fmt.Errorf("%w: read header: %w", ErrBadBackup, err)
 	}
 	if err := json.Unmarshal(line, &meta); err != nil {
 		return meta, nil, fmt.Errorf("%w: decode header: %v", ErrBadBackup, err)
@@ -293,7 +297,7 @@ func readBackup(r io.Reader) (BackupMeta, *state, error) {
 	body := &hashReader{r: io.LimitReader(br, meta.Size), sum: sum}
 	st, decodeErr := readSnapshot(body)
 	if _, err := io.Copy(io.Discard, body); err != nil {
-		return meta, nil, fmt.Errorf("%w: read snapshot: %v", ErrBadBackup, err)
+		return meta, nil, fmt.Errorf("%w: read snapshot: %w", ErrBadBackup, err)
 	}
 	switch got := hex.EncodeToString(sum.Sum(nil)); {
 	case body.n != meta.Size:
@@ -301,7 +305,7 @@ func readBackup(r io.Reader) (BackupMeta, *state, error) {
 	case got != meta.SHA256:
 		return meta, nil, fmt.Errorf("%w: checksum mismatch, the file is damaged: sha256 %s, header says %s", ErrBadBackup, got, meta.SHA256)
 	case decodeErr != nil:
-		return meta, nil, fmt.Errorf("%w: %v", ErrBadBackup, decodeErr)
+		return meta, nil, fmt.Errorf("%w: %w", ErrBadBackup, decodeErr)
 	case st.index != meta.Index:
 		return meta, nil, fmt.Errorf("%w: snapshot of index %d, header says %d", ErrBadBackup, st.index, meta.Index)
 	}
