@@ -251,6 +251,39 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	return idx, nil
 }
 
+// Stream sends one request with a body read from body (nil for none) and
+// returns the answer for the caller to read and close: for what is too
+// large or not JSON, such as a snapshot of the state. An answer other
+// than 2xx comes back as a *apierrors.StatusError, as from Do.
+func (c *Client) Stream(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Response, error) {
+	u := *c.base
+	u.Path = strings.TrimSuffix(c.base.Path, "/") + path
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.explain(err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("read answer of %s %s: %w", method, path, err)
+		}
+		return nil, decodeStatus(resp.StatusCode, data)
+	}
+	return resp, nil
+}
+
 // explain turns a transport failure into advice a person can act on.
 func (c *Client) explain(err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
