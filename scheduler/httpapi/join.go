@@ -97,9 +97,10 @@ type ClusterOptions struct {
 }
 
 // HandleCluster adds the endpoints that form and run a cluster of several
-// servers: GET /v1/join-info, GET /v1/operator/raft/configuration and
-// DELETE /v1/operator/raft/peers/{id}. (POST /v1/join is always served.)
-// Call it once, before serving.
+// servers: GET /v1/join-info, GET /v1/operator/raft/configuration,
+// DELETE /v1/operator/raft/peers/{id} and GET and PUT
+// /v1/operator/snapshot. (POST /v1/join is always served.) Call it once,
+// before serving.
 func (s *Server) HandleCluster(o ClusterOptions) {
 	s.mux.HandleFunc("GET /v1/join-info", func(w http.ResponseWriter, r *http.Request) {
 		info, err := s.joinInfo(o)
@@ -111,6 +112,7 @@ func (s *Server) HandleCluster(o ClusterOptions) {
 	})
 	s.mux.HandleFunc("GET /v1/operator/raft/configuration", s.raftConfiguration)
 	s.mux.HandleFunc("DELETE /v1/operator/raft/peers/{id}", s.write(s.removePeer))
+	s.handleSnapshots()
 }
 
 // joinInfo describes this server from its local state.

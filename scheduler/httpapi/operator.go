@@ -3,11 +3,15 @@ package httpapi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
 )
 
@@ -100,4 +104,104 @@ func (s *Server) removePeer(w http.ResponseWriter, r *http.Request, _ []byte) er
 	s.log.Info("removed a server from the cluster", "server", id, "raft_addr", target.Addr)
 	writeJSON(w, http.StatusOK, st.View().Index(), RemovePeerResponse{Removed: id})
 	return nil
+}
+
+// MaxSnapshotBytes is the largest snapshot PUT /v1/operator/snapshot
+// accepts: far above the state of any cluster Stead is meant for, yet
+// bounded, since a follower holds the body in memory to forward it.
+const MaxSnapshotBytes = 1 << 30
+
+// snapshotLimit is MaxSnapshotBytes; tests lower it.
+var snapshotLimit = func() *atomic.Int64 {
+	var v atomic.Int64
+	v.Store(MaxSnapshotBytes)
+	return &v
+}()
+
+// HeaderSnapshotSHA256 carries, with GET /v1/operator/snapshot, the
+// SHA-256 in the snapshot's header, so a client can name the snapshot
+// before it has read it all.
+const HeaderSnapshotSHA256 = "X-Stead-Snapshot-Sha256"
+
+// SnapshotRestoreResponse is the answer to PUT /v1/operator/snapshot.
+type SnapshotRestoreResponse struct {
+	// SavedIndex and SavedClusterID describe the snapshot restored.
+	SavedIndex     uint64 `json:"savedIndex"`
+	SavedClusterID string `json:"savedClusterID,omitempty"`
+	// Index is the state index the cluster now stands at.
+	Index uint64 `json:"index"`
+}
+
+// handleSnapshots adds GET and PUT /v1/operator/snapshot.
+func (s *Server) handleSnapshots() {
+	s.mux.HandleFunc("GET /v1/operator/snapshot", s.saveSnapshot)
+	s.mux.HandleFunc("PUT /v1/operator/snapshot", s.restoreSnapshot)
+}
+
+// saveSnapshot streams a backup of the whole state (see
+// raftstore.Store.Backup), taken on the leader after a barrier; followers
+// forward the request. With ?stale=true the server asked answers with its
+// own copy, which works without a leader (after a loss of quorum).
+func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
+	st := s.cfg.Store
+	if r.URL.Query().Get("stale") != "true" && !st.IsLeader() {
+		s.forward(w, r, nil)
+		return
+	}
+	b, err := st.Backup(r.Context())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	meta := b.Meta()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(b.Len(), 10))
+	h.Set(api.HeaderIndex, strconv.FormatUint(meta.Index, 10))
+	h.Set(HeaderSnapshotSHA256, meta.SHA256)
+	w.WriteHeader(http.StatusOK)
+	if _, err := b.WriteTo(w); err != nil {
+		// The client sees a short or damaged body and refuses it.
+		s.log.Warn("send snapshot", "index", meta.Index, "error", err)
+	}
+}
+
+// restoreSnapshot replaces the whole state with the snapshot in the body
+// (see raftstore.Store.RestoreSnapshot), on the leader; followers forward
+// the request. A snapshot that is not whole and well formed is refused
+// with 400 and changes nothing.
+func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
+	body := http.MaxBytesReader(w, r.Body, snapshotLimit.Load())
+	if !s.cfg.Store.IsLeader() {
+		data, err := io.ReadAll(body)
+		if err != nil {
+			s.fail(w, snapshotBodyError(err))
+			return
+		}
+		s.forward(w, r, data)
+		return
+	}
+	res, err := s.cfg.Store.RestoreSnapshot(r.Context(), body)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		s.fail(w, snapshotBodyError(err))
+		return
+	case errors.Is(err, raftstore.ErrBadBackup):
+		s.fail(w, apierrors.NewBadRequest(err.Error()))
+		return
+	case err != nil:
+		s.fail(w, err)
+		return
+	}
+	s.log.Warn("restored the state from a snapshot", "saved_index", res.From.Index, "saved_cluster", res.From.ClusterID, "index", res.Index)
+	writeJSON(w, http.StatusOK, res.Index, SnapshotRestoreResponse{SavedIndex: res.From.Index, SavedClusterID: res.From.ClusterID, Index: res.Index})
+}
+
+func snapshotBodyError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("snapshot is larger than %d bytes", snapshotLimit.Load()))
+	}
+	return apierrors.NewBadRequest(fmt.Sprintf("read snapshot: %v", err))
 }
