@@ -25,7 +25,7 @@ func newOperatorCmd(g *globals) *cobra.Command {
 		Short: "Inspect and change the servers of the Raft group",
 	}
 	raft.AddCommand(newListPeersCmd(g), newRemovePeerCmd(g))
-	cmd.AddCommand(raft)
+	cmd.AddCommand(raft, newSnapshotCmd(g))
 	return cmd
 }
 
