@@ -146,22 +146,33 @@ func (w *podWorker) run(ctx context.Context, pod *corev1.Pod, sb string, cs []co
 		w.finish(pod, view)
 		return next, nil
 	}
-	net, netErr := w.network(ctx, sb, pod, len(cs) == 0)
-	if netErr == nil {
-		view.PodIP = net.IP
-		netErr = w.writeIdentity(sb, pod, net)
-	}
+	// The sandbox: its network and identity files; a failure is retried
+	// with back-off, and reported meanwhile.
+	var net sandboxNet
 	var sandboxErr *waitingView
-	if netErr != nil {
-		sandboxErr = &waitingView{Reason: reasonCreateSandbox, Message: netErr.Error()}
-		w.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", netErr.Error())
-		soon(w.errorRetry(now))
+	if r := w.retries[retrySandbox]; r != nil && now.Before(r.retryAt) {
+		sandboxErr = &waitingView{Reason: reasonCreateSandbox, Message: r.message}
+		soon(r.retryAt)
 	} else {
+		var err error
+		if net, err = w.network(ctx, sb, pod, len(cs) == 0); err == nil {
+			err = w.writeIdentity(sb, pod, net)
+		}
+		if err != nil {
+			sandboxErr = &waitingView{Reason: reasonCreateSandbox, Message: err.Error()}
+			w.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", err.Error())
+			soon(w.backoff(retrySandbox, err.Error(), now))
+		} else {
+			delete(w.retries, retrySandbox)
+		}
+	}
+	if sandboxErr == nil {
+		view.PodIP = net.IP
 		view.SandboxReady = true
 	}
 
 	attempts := w.attempts(sb, cs)
-	if netErr == nil {
+	if view.SandboxReady {
 		acted, wake := w.act(ctx, pod, sb, net, attempts, now)
 		soon(wake)
 		if acted {
@@ -304,6 +315,9 @@ func (w *podWorker) attempts(sb string, cs []containerd.Container) map[string][]
 	}
 	return out
 }
+
+// retrySandbox keys the back-off of a failing sandbox set-up.
+const retrySandbox = "sandbox"
 
 // lastTwo returns the latest attempt and the one before it.
 func lastTwo(list []*attemptView) (cur, prev *attemptView) {

@@ -513,14 +513,25 @@ func TestWorkerStartError(t *testing.T) {
 
 func TestWorkerHostPortTaken(t *testing.T) {
 	h := newHarness(t)
+	checks := 0
 	h.env.hostPortFree = func(p network.PortMapping) error {
+		checks++
 		return errors.New("hostPort 8080/tcp is already in use on this node: listen tcp :8080: bind: address already in use")
 	}
 	pod := webPod("web-0", 7)
 	pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080, Protocol: corev1.ProtocolTCP}}
 	w := h.worker(pod)
-	h.sync(w)
+	next, _ := h.sync(w)
 	wantCalls(t, h)
+	if next != 10*time.Second {
+		t.Errorf("retry in %v, want the back-off's 10s", next)
+	}
+	// Within the back-off the reason stays and nothing is tried again.
+	h.clock.Advance(5 * time.Second)
+	h.sync(w)
+	if checks != 1 {
+		t.Errorf("host port checked %d times within the back-off, want 1", checks)
+	}
 	st := h.last()
 	wt := st.ContainerStatuses[0].State.Waiting
 	if wt == nil || wt.Reason != "CreatePodSandboxError" || !strings.Contains(wt.Message, "hostPort 8080/tcp is already in use") {
