@@ -261,7 +261,7 @@ func (w *podWorker) portsUnclaimed(sb string, ports []network.PortMapping) error
 			for _, p := range ports {
 				if theirs.HostPort == p.HostPort && strings.EqualFold(orTCP(theirs.Protocol), orTCP(p.Protocol)) &&
 					(theirs.HostIP == "" || p.HostIP == "" || theirs.HostIP == p.HostIP) {
-					return fmt.Errorf("hostPort %d/%s is already used by pod sandbox %s on node %s", p.HostPort, strings.ToUpper(orTCP(p.Protocol)), a.PodID, w.env.node.Name)
+					return fmt.Errorf("hostPort %d/%s is already used by pod sandbox %s on node %s", p.HostPort, orTCP(p.Protocol), a.PodID, w.env.node.Name)
 				}
 			}
 		}
