@@ -59,7 +59,7 @@ if [ "$QUICK" = 1 ]; then
 else
 	mode=full
 	raft_args=(-duration 5s -rounds 3)
-	place_args=(-agents 1000,5000 -timeout 4m)
+	place_args=(-agents 1000,5000 -timeout 4m -follower-agents 1000)
 	dns_args=(-duration 10s -rounds 3)
 fi
 

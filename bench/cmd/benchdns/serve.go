@@ -40,12 +40,16 @@ func podIP(i, v int) string {
 	return fmt.Sprintf("10.%d.%d.%d", 100+v%100, i/250, 1+i%250)
 }
 
-// records is version v of the record set: n pods at their first
+// records describes version v of the record set: n pods at their first
 // addresses, except that version v > 0 has moved pod v%n to a new one.
-// Each version differs from the one before in one or two records.
+// Each version differs from the one before in one or two records, and
+// versions repeat every 100.
 type records struct {
 	n int
 }
+
+// period is how many distinct versions there are.
+const period = 100
 
 func (r records) service() *corev1.Service {
 	svc := &corev1.Service{
@@ -91,25 +95,49 @@ func (r records) pods(v int) []*corev1.Pod {
 	return pods
 }
 
+// versions holds every version of the records in the form each server
+// takes them, prepared before serving, so that a change costs a server
+// only what publishing it costs: Stead's zone built from the objects, the
+// bare server's map built from its records.
+type versions struct {
+	inputs []dnsserver.ZoneInput
+	bare   [][]*dns.A
+}
+
+func (r records) prepare() versions {
+	var vs versions
+	svc := r.service()
+	for v := range period {
+		vs.inputs = append(vs.inputs, dnsserver.ZoneInput{
+			Namespaces: []string{namespace},
+			Services:   []*corev1.Service{svc},
+			Pods:       r.pods(v),
+			Serial:     uint32(v),
+		})
+		var as []*dns.A
+		for i, ip := range r.ips(v) {
+			name := queryName(i)
+			as = append(as, &dns.A{
+				Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsserver.DefaultTTL},
+				A:   net.ParseIP(ip).To4(),
+			})
+		}
+		vs.bare = append(vs.bare, as)
+	}
+	return vs
+}
+
 // steadZone is version v as Stead's DNS server holds it.
-func (r records) steadZone(v int) *dnsserver.Zone {
-	return dnsserver.BuildZone(dnsserver.ZoneInput{
-		Namespaces: []string{namespace},
-		Services:   []*corev1.Service{r.service()},
-		Pods:       r.pods(v),
-		Serial:     uint32(v),
-	})
+func (vs versions) steadZone(v int) *dnsserver.Zone {
+	return dnsserver.BuildZone(vs.inputs[v%period])
 }
 
 // bareMap is version v as the bare server holds it: name to A record.
-func (r records) bareMap(v int) map[string]*dns.A {
-	m := make(map[string]*dns.A, r.n)
-	for i, ip := range r.ips(v) {
-		name := queryName(i)
-		m[name] = &dns.A{
-			Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsserver.DefaultTTL},
-			A:   net.ParseIP(ip).To4(),
-		}
+func (vs versions) bareMap(v int) map[string]*dns.A {
+	as := vs.bare[v%period]
+	m := make(map[string]*dns.A, len(as))
+	for _, a := range as {
+		m[a.Hdr.Name] = a
 	}
 	return m
 }
@@ -157,22 +185,22 @@ func runServe(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	recs := records{n: *n}
+	vs := records{n: *n}.prepare()
 
 	var swap func(v int)
 	var serve func() error
 	switch *impl {
 	case "stead":
 		srv := dnsserver.NewServer(dnsserver.Config{Upstreams: []string{}}, hclog.New(&hclog.LoggerOptions{Name: "dns", Level: hclog.Warn}))
-		srv.Swap(recs.steadZone(0))
-		swap = func(v int) { srv.Swap(recs.steadZone(v)) }
+		srv.Swap(vs.steadZone(0))
+		swap = func(v int) { srv.Swap(vs.steadZone(v)) }
 		serve = func() error { return srv.ListenAndServe(ctx, *addr) }
 	case "bare":
 		b := &bareServer{}
-		m := recs.bareMap(0)
+		m := vs.bareMap(0)
 		b.m.Store(&m)
 		swap = func(v int) {
-			m := recs.bareMap(v)
+			m := vs.bareMap(v)
 			b.m.Store(&m)
 		}
 		serve = func() error { return serveBare(ctx, *addr, b) }

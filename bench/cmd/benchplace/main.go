@@ -45,6 +45,9 @@ type options struct {
 	minFreeGiB    float64
 	registerConns int
 	watchFollower bool
+	// followerAgents, when not 0, adds a fleet of that many agents that
+	// watch a follower.
+	followerAgents int
 }
 
 func main() {
@@ -61,6 +64,7 @@ func main() {
 	flag.Float64Var(&o.minFreeGiB, "min-free-gib", 6, "skip fleets above 1,000 agents when less memory than this is available")
 	flag.IntVar(&o.registerConns, "register-conns", 64, "node registrations in flight at once")
 	flag.BoolVar(&o.watchFollower, "watch-follower", false, "agents watch a follower instead of the leader (writes still go to the leader)")
+	flag.IntVar(&o.followerAgents, "follower-agents", 0, "also run a fleet of this many agents watching a follower, to tell placement's cost from the watches'")
 	flag.Parse()
 	for _, a := range strings.Split(agents, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(a))
@@ -87,9 +91,26 @@ func run(o options) error {
 	}
 	em := bench.NewEmitter(os.Stdout)
 	var errs []error
+	type fleetRun struct {
+		n          int
+		onFollower bool
+	}
+	var fleets []fleetRun
 	for _, n := range o.agents {
-		name := fmt.Sprintf("%d agents, %d sets × %d replicas", n, o.sets, o.replicas)
-		if n > 1000 {
+		fleets = append(fleets, fleetRun{n, o.watchFollower})
+	}
+	if o.followerAgents > 0 {
+		fleets = append(fleets, fleetRun{o.followerAgents, true})
+	}
+	for i, fr := range fleets {
+		name := fmt.Sprintf("%d agents, %d sets × %d replicas", fr.n, o.sets, o.replicas)
+		// The extra fleet watching a follower shows what placement costs
+		// without the leader serving the watches; it has no target.
+		diagnostic := o.followerAgents > 0 && i == len(fleets)-1
+		if diagnostic {
+			name += ", watches on a follower"
+		}
+		if fr.n > 1000 {
 			avail, err := bench.MemAvailable()
 			if err == nil && float64(avail)/(1<<30) < o.minFreeGiB {
 				em.Emit(bench.NewResult(benchName, name, "skipped", 0, "").
@@ -97,7 +118,9 @@ func run(o options) error {
 				continue
 			}
 		}
-		rows, err := place(o, n, name)
+		fo := o
+		fo.watchFollower = fr.onFollower
+		rows, err := place(fo, fr.n, name)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
 			progress("%v", err)
@@ -108,6 +131,9 @@ func run(o options) error {
 			}
 		}
 		for _, r := range rows {
+			if diagnostic {
+				r.Target, r.Pass = "", nil
+			}
 			if err := em.Emit(r); err != nil {
 				return err
 			}
