@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // settings are the flag values the commands of configTree saw.
@@ -370,4 +372,81 @@ func TestDeployConfigsLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+var update = flag.Bool("update", false, "rewrite the generated tables of docs/configuration.md")
+
+// TestConfigReference checks that the tables of docs/configuration.md
+// list the settings the commands have, and rewrites them with -update.
+func TestConfigReference(t *testing.T) {
+	const path = "../../docs/configuration.md"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	root := newRootCmd()
+	host, _ := os.Hostname()
+	for _, name := range []string{"", "server", "agent", "dev"} {
+		cmd, fs := root, root.PersistentFlags()
+		if name != "" {
+			c, _, err := root.Find([]string{name})
+			if err != nil || c.Name() != name {
+				t.Errorf("no command %q", name)
+				continue
+			}
+			cmd, fs = c, c.Flags()
+		}
+		begin := "<!-- generated: " + cmd.CommandPath() + " -->\n"
+		const end = "<!-- end generated -->"
+		i := strings.Index(doc, begin)
+		j := strings.Index(doc[i+len(begin):], end)
+		if i < 0 || j < 0 {
+			t.Errorf("%s has no %q ... %q section", path, strings.TrimSpace(begin), end)
+			continue
+		}
+		j += i + len(begin)
+		want := referenceTable(fs, host)
+		if got := doc[i+len(begin) : j]; got != want {
+			if !*update {
+				t.Errorf("the settings of '%s' in %s are out of date: run go test ./cmd/stead -run TestConfigReference -update\n got:\n%s\nwant:\n%s",
+					cmd.CommandPath(), path, got, want)
+			}
+			doc = doc[:i+len(begin)] + want + doc[j:]
+		}
+	}
+	if *update && doc != string(data) {
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// referenceTable is the Markdown table of the settings in fs.
+func referenceTable(fs *pflag.FlagSet, host string) string {
+	var b strings.Builder
+	b.WriteString("| Key | Variable | Value | Default | Meaning |\n|---|---|---|---|---|\n")
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !configurable(f) || f.Hidden {
+			return
+		}
+		def := f.DefValue
+		switch {
+		case def == host && host != "":
+			def = "the host name"
+		case def == "" || def == "[]" || def == "0":
+			def = ""
+		default:
+			def = "`" + def + "`"
+		}
+		kind := expectation(f)
+		if isMulti(f) {
+			kind = "a list"
+			if strings.Contains(f.Usage, "KEY=VALUE") {
+				kind = "a list of KEY=VALUE, or a map"
+			}
+		}
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s | %s |\n", f.Name, envName(f.Name), kind, def, strings.ReplaceAll(f.Usage, "|", `\|`))
+	})
+	return b.String()
 }
