@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -233,4 +234,26 @@ func (t *TLS) PeerConfig() *tls.Config {
 		return nil
 	}
 	return c
+}
+
+// Transport returns an HTTP transport that reaches servers of this
+// party's cluster over TLS (ClientConfig). Servers record each other's API
+// addresses as host:port, and forward writes to the leader at http://
+// URLs; this transport sends those over TLS too, so that nothing between
+// servers travels in the clear.
+func (t *TLS) Transport() http.RoundTripper {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = t.ClientConfig()
+	return httpsOnly{tr}
+}
+
+// httpsOnly sends every request over TLS.
+type httpsOnly struct{ next http.RoundTripper }
+
+func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme == "http" {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = "https"
+	}
+	return h.next.RoundTrip(r)
 }
