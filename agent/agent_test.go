@@ -597,8 +597,39 @@ func TestAgentRestartAdoptsPods(t *testing.T) {
 	if err != nil || !slices.Contains(list.Images, "docker.io/stead-test/dropped:1") {
 		t.Errorf("archive in images/ not imported: %+v %v", list, err)
 	}
-	e.deletePod(t, "keep-0")
-	e.deletePod(t, "new-0")
+
+	// Cluster DNS keeps answering from its last zone when no server does;
+	// the pods keep running.
+	svc := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"keepsvc","namespace":"default"},
+		"spec":{"clusterIP":"None","selector":{"app":"test"},"ports":[{"name":"web","port":8080}]}}`
+	if _, err := e.client.Do(context.Background(), "PUT", "/v1/namespaces/default/services/keepsvc", nil, []byte(svc), nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{keep.Status.PodIP, fresh.Status.PodIP}
+	slices.Sort(want)
+	lookup := func() ([]string, error) {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, second.DNSAddrs()[1].String())
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		addrs, err := r.LookupHost(ctx, "keepsvc.default.svc.cluster.local")
+		slices.Sort(addrs)
+		return addrs, err
+	}
+	waitFor(t, 20*time.Second, "keepsvc in DNS", func() (bool, string) {
+		addrs, err := lookup()
+		return slices.Equal(addrs, want), fmt.Sprint(addrs, err)
+	})
+	e.stopServer()
+	consistently(t, 3*time.Second, "DNS answers without servers", func() (bool, string) {
+		addrs, err := lookup()
+		return slices.Equal(addrs, want), fmt.Sprint(addrs, err)
+	})
+	if got := waitGet(t, url(keep, "/hostname")); got != "keep-0" {
+		t.Errorf("keep-0 without servers: %q", got)
+	}
 }
 
 func readyTransition(p *corev1.Pod) metav1.Time {

@@ -49,7 +49,9 @@ type testEnv struct {
 	cluster netip.Prefix
 	// image is the podtest program's image.
 	image string
-	log   hclog.Logger
+	// stopServer takes the server's API away.
+	stopServer func()
+	log        hclog.Logger
 }
 
 var (
@@ -93,10 +95,16 @@ func newEnv(t testing.TB) *testEnv {
 	e.store = store
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{ID: "s1", Version: "test", Store: store, Logger: e.log, ClusterCIDR: e.cluster}))
 	t.Cleanup(func() {
+		srv.CloseClientConnections()
 		srv.Close()
 		store.Close()
 	})
 	e.server = srv.URL
+	e.stopServer = func() {
+		// Blocking queries in flight end with their connections.
+		srv.CloseClientConnections()
+		srv.Close()
+	}
 	e.client, _ = api.NewClient(srv.URL)
 	waitFor(t, 20*time.Second, "a leader", func() (bool, string) { return store.IsLeader(), "" })
 	return e
