@@ -34,11 +34,19 @@ const backupMagic = "STEADSNAP1"
 // backup is refused without reading it all.
 const maxBackupHeader = 64 << 10
 
-// restoreGap is how far above Raft's last index a restored state is
-// placed (see RestoreSnapshot). Entries the leader appends between
-// reading its last index and installing the snapshot stay below it as
-// long as there are fewer than this many.
-const restoreGap = 1024
+// restoreGap is how far above the higher of Raft's last index and the
+// backup's index a restored state is placed (see RestoreSnapshot).
+//
+// Every assignment of a pod to a node carries a generation, the index
+// that committed it, and a volume's fence marker refuses a mount with a
+// generation below the highest that mounted it. A backup restored into a
+// new cluster, whose log starts at 1, must still hand out generations
+// above any the lost cluster reached after the backup was saved, or the
+// volumes it mounted since would refuse every new assignment: 2^32
+// writes is far more than any cluster commits between two backups. The
+// same margin covers the entries the leader appends between reading its
+// last index and installing the snapshot.
+const restoreGap = 1 << 32
 
 // ErrBadBackup is wrapped by every error about a backup that is not whole
 // and well formed. Nothing was restored from it.
@@ -169,8 +177,10 @@ type Restored struct {
 	// From is the header of the backup that was restored.
 	From BackupMeta
 	// Index is the log index at which the restored state now stands on
-	// every server: above any index the cluster had before, so that
-	// watchers see a change. Objects keep their saved resourceVersions.
+	// every server: 2^32 above any index the cluster or the backup had
+	// (see restoreGap), so that watchers see a change and new assignments
+	// outrank the volumes' fence markers. Objects keep their saved
+	// resourceVersions and generations.
 	Index uint64
 }
 
@@ -189,6 +199,11 @@ type Restored struct {
 // they describe the cluster that is running now, which may not be the
 // one that saved the backup.
 //
+// Pods keep the generations of their saved assignments. A volume that a
+// newer assignment mounted since refuses them, which keeps two
+// incarnations from writing to it; deleting such a pod makes its set
+// create it again, with a generation above any used before.
+//
 // Restoring takes the cluster back in time; use it to recover from the
 // loss of the state (docs/operations/backup.md), not in normal operation.
 // An error other than ErrBadBackup or *NotLeaderError leaves the outcome
@@ -203,9 +218,9 @@ func (s *Store) RestoreSnapshot(ctx context.Context, r io.Reader) (Restored, err
 	}
 	st.objects = withServers(st.objects, s.fsm.cur.Load().objects)
 
-	// Raft installs the snapshot at max(meta index, last index)+1; the
-	// state says that index too, so View.Index agrees with Raft on every
-	// server and only goes up.
+	// Raft installs the snapshot at max(meta index, last index)+1, past
+	// a hole in its log; the state says that index too, so View.Index
+	// agrees with Raft on every server and only goes up.
 	base := max(meta.Index, s.raft.LastIndex()) + restoreGap
 	st.index = base + 1
 	cw := &countWriter{w: io.Discard}
