@@ -44,7 +44,14 @@ func TestSecrets(t *testing.T) {
 	if id != strings.Repeat("ab", 8) || secret != id+"."+strings.Repeat("ab", 32) {
 		t.Errorf("NewSecret from 0xab bytes = %q, %q", id, secret)
 	}
-	for _, bad := range []string{"", "abc", id, id + ".", "." + strings.Repeat("ab", 32), strings.ToUpper(secret), id + "." + strings.Repeat("zz", 32), secret + ".x"} {
+	boot, err := acl.NewSecretFor(rand.Reader, acl.BootstrapID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := acl.SecretID(boot); !ok || got != "bootstrap" {
+		t.Errorf("SecretID(%q) = %q, %v", boot, got, ok)
+	}
+	for _, bad := range []string{"other." + strings.Repeat("ab", 32), "", "abc", id, id + ".", "." + strings.Repeat("ab", 32), strings.ToUpper(secret), id + "." + strings.Repeat("zz", 32), secret + ".x"} {
 		if _, ok := acl.SecretID(bad); ok {
 			t.Errorf("SecretID accepted %q", bad)
 		}

@@ -10,28 +10,43 @@ import (
 )
 
 // A token's secret is "<id>.<key>": id names the token's record (16 hex
-// digits, not secret) and key is 32 random bytes in hex. The cluster keeps
-// only the SHA-256 of the whole secret.
+// digits, or "bootstrap" for the token `stead acl bootstrap` makes; not
+// secret) and key is 32 random bytes in hex. The cluster keeps only the
+// SHA-256 of the whole secret.
 const (
 	idBytes  = 8
 	keyBytes = 32
 )
 
+// BootstrapID names the token `stead acl bootstrap` makes. Its record
+// stays after it is revoked, so that bootstrap happens once.
+const BootstrapID = "bootstrap"
+
 // NewSecret makes a new token ID and its secret from rand.
 func NewSecret(rand io.Reader) (id, secret string, err error) {
-	b := make([]byte, idBytes+keyBytes)
+	b := make([]byte, idBytes)
 	if _, err := io.ReadFull(rand, b); err != nil {
-		return "", "", fmt.Errorf("make token secret: %w", err)
+		return "", "", fmt.Errorf("make token ID: %w", err)
 	}
-	id = hex.EncodeToString(b[:idBytes])
-	return id, id + "." + hex.EncodeToString(b[idBytes:]), nil
+	id = hex.EncodeToString(b)
+	secret, err = NewSecretFor(rand, id)
+	return id, secret, err
+}
+
+// NewSecretFor makes a secret for the token id.
+func NewSecretFor(rand io.Reader, id string) (string, error) {
+	b := make([]byte, keyBytes)
+	if _, err := io.ReadFull(rand, b); err != nil {
+		return "", fmt.Errorf("make token secret: %w", err)
+	}
+	return id + "." + hex.EncodeToString(b), nil
 }
 
 // SecretID returns the token ID a secret names, or false when the secret
 // does not have the shape of one.
 func SecretID(secret string) (string, bool) {
 	id, key, ok := strings.Cut(secret, ".")
-	if !ok || len(id) != 2*idBytes || len(key) != 2*keyBytes || !isHex(id) || !isHex(key) {
+	if !ok || !(id == BootstrapID || len(id) == 2*idBytes && isHex(id)) || len(key) != 2*keyBytes || !isHex(key) {
 		return "", false
 	}
 	return id, true

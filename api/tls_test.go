@@ -67,6 +67,9 @@ func TestIssue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ca.Cluster() != "prod" {
+		t.Errorf("CA of cluster %q", ca.Cluster())
+	}
 	caCert := parseCert(t, caPEM)
 	if !caCert.IsCA || caCert.Subject.CommonName != "Stead CA prod" {
 		t.Errorf("CA: IsCA %v, CN %q", caCert.IsCA, caCert.Subject.CommonName)

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -101,6 +102,16 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 		return nil, fmt.Errorf("the CA key does not belong to CA certificate %q", cert.Subject.CommonName)
 	}
 	return &CA{cert: cert, key: key}, nil
+}
+
+// Cluster is the cluster name NewCA put in the CA's subject; "" for a CA
+// made otherwise.
+func (ca *CA) Cluster() string {
+	c, ok := strings.CutPrefix(ca.cert.Subject.CommonName, "Stead CA ")
+	if !ok || checkCluster(c) != nil {
+		return ""
+	}
+	return c
 }
 
 // CertOptions say what certificate to issue.
