@@ -20,6 +20,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -64,8 +65,17 @@ type Config struct {
 	// Servers are the HTTP addresses of Stead servers; the agent moves to
 	// the next when one does not answer (required).
 	Servers []string
-	// Token is the ACL token sent to the servers.
+	// Token is the ACL token sent to the servers; when set, the agent's
+	// own API requires it too.
 	Token string
+	// ServerTLS, when set, is how the agent dials the servers: mutual TLS
+	// with the node's agent certificate, checking the servers'.
+	ServerTLS *tls.Config
+	// APITLS, when set, makes the agent's own API serve mutual TLS: every
+	// caller presents a certificate of the cluster's CA, and agents'
+	// certificates are refused (one node has no business in another's
+	// containers).
+	APITLS *tls.Config
 	// DataDir holds the agent's state (required).
 	DataDir string
 	// Labels are added to the node's labels.
@@ -228,7 +238,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	servers, err := newServerPool(cfg.Servers, cfg.Token)
+	servers, err := newServerPool(cfg.Servers, api.ClientOptions{TLS: cfg.ServerTLS, Token: cfg.Token})
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +301,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: listen on %s: %w", cfg.AgentAddr, err)
 	}
 	a.apiAddr = ln.Addr().String()
-	httpSrv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.APITLS != nil {
+		// HTTP/1.1 only: exec upgrades its connection.
+		conf := cfg.APITLS.Clone()
+		conf.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, conf)
+	}
+	httpSrv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: a.log.Named("api").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})}
 	var bg sync.WaitGroup
 	bg.Add(1)
 	go func() {

@@ -31,6 +31,7 @@ import (
 	"github.com/stead-io/stead/agent/containerd/containerdtest"
 	"github.com/stead-io/stead/agent/network"
 	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/api/tlstest"
 	"github.com/stead-io/stead/raftstore"
 	"github.com/stead-io/stead/scheduler/httpapi"
 )
@@ -62,7 +63,11 @@ var (
 
 // newEnv starts the cluster; it skips the test when the machine cannot run
 // containers and pod networks.
-func newEnv(t testing.TB) *testEnv {
+func newEnv(t testing.TB) *testEnv { return newEnvWith(t, nil) }
+
+// newEnvWith starts the cluster; with ca, its server serves mutual TLS
+// with a server certificate of ca, and e.client presents a client one.
+func newEnvWith(t testing.TB, ca *tlstest.CA) *testEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test")
@@ -93,7 +98,15 @@ func newEnv(t testing.TB) *testEnv {
 		t.Fatal(err)
 	}
 	e.store = store
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{ID: "s1", Version: "test", Store: store, Logger: e.log, ClusterCIDR: e.cluster}))
+	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{ID: "s1", Version: "test", Store: store, Logger: e.log, ClusterCIDR: e.cluster}))
+	var clientOpts api.ClientOptions
+	if ca != nil {
+		srv.TLS = ca.TLS(api.CertServer, "s1").ServerConfig()
+		srv.StartTLS()
+		clientOpts.TLS = ca.TLS(api.CertClient, "test").ClientConfig()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
@@ -105,7 +118,10 @@ func newEnv(t testing.TB) *testEnv {
 		srv.CloseClientConnections()
 		srv.Close()
 	}
-	e.client, _ = api.NewClient(srv.URL)
+	e.client, err = api.NewClientWithOptions(srv.URL, clientOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 20*time.Second, "a leader", func() (bool, string) { return store.IsLeader(), "" })
 	return e
 }

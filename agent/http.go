@@ -36,6 +36,13 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/images", a.serveListImages)
 	mux.HandleFunc("POST /v1/images", a.serveImportImages)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil {
+			if id, ok := api.PeerIdentity(r.TLS); !ok || id.Role == api.CertAgent {
+				fail(w, apierrors.NewForbidden(schema.GroupResource{Resource: "agent"}, a.cfg.NodeName,
+					errors.New("the agent's API takes client and server certificates of the cluster, not another agent's")))
+				return
+			}
+		}
 		if a.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+a.cfg.Token)) != 1 {
 			fail(w, apierrors.NewUnauthorized("this agent needs the cluster token: pass --token or set STEAD_TOKEN"))
 			return

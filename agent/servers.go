@@ -17,14 +17,13 @@ type serverPool struct {
 	cur     int
 }
 
-func newServerPool(addrs []string, token string) (*serverPool, error) {
+func newServerPool(addrs []string, o api.ClientOptions) (*serverPool, error) {
 	p := &serverPool{}
 	for _, addr := range addrs {
-		c, err := api.NewClient(addr)
+		c, err := api.NewClientWithOptions(addr, o)
 		if err != nil {
 			return nil, fmt.Errorf("agent: server %q: %w", addr, err)
 		}
-		c.Token = token
 		p.clients = append(p.clients, c)
 	}
 	return p, nil

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 type AgentClient struct {
 	base *url.URL
 	http *http.Client
+	tls  *tls.Config
 	// Token, when set, is sent as a bearer token.
 	Token string
 }
@@ -26,14 +28,32 @@ type AgentClient struct {
 // NewAgentClient returns a client for the agent at addr (host:port or an
 // http URL), as recorded in its node's AnnotationAgentAddr.
 func NewAgentClient(addr string) (*AgentClient, error) {
+	return NewAgentClientWithOptions(addr, ClientOptions{})
+}
+
+// NewAgentClientWithOptions returns a client for the agent at addr. With
+// o.TLS (for instance TLS.ClientConfigFor(AgentName(cluster, node))) it
+// speaks mutual TLS and checks that the agent is the node's.
+func NewAgentClientWithOptions(addr string, o ClientOptions) (*AgentClient, error) {
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		scheme := "http://"
+		if o.TLS != nil {
+			scheme = "https://"
+		}
+		addr = scheme + addr
 	}
 	u, err := url.Parse(addr)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("agent address %q is not host:port", addr)
 	}
-	return &AgentClient{base: u, http: &http.Client{}}, nil
+	c := &AgentClient{base: u, http: &http.Client{}, tls: o.TLS, Token: o.Token}
+	if o.TLS != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = o.TLS
+		tr.ForceAttemptHTTP2 = false
+		c.http.Transport = tr
+	}
+	return c, nil
 }
 
 // Addr is the agent's address.
@@ -139,8 +159,14 @@ func (c *AgentClient) Exec(ctx context.Context, ns, pod string, opts ExecOptions
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.base.Host)
+	var conn net.Conn
+	if c.tls != nil {
+		d := tls.Dialer{Config: c.tls}
+		conn, err = d.DialContext(ctx, "tcp", c.base.Host)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", c.base.Host)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("talk to agent %s: %w", c.base.Host, err)
 	}

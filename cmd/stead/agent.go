@@ -71,6 +71,18 @@ adopts them.`,
 			if err != nil {
 				return err
 			}
+			// With TLS the agent presents its node's certificate to the
+			// servers and serves its own API with it.
+			ld, err := g.tlsMaterial()
+			if err != nil {
+				return err
+			}
+			if ld != nil {
+				if err := checkAgentCert(ld, cfg.NodeName); err != nil {
+					return err
+				}
+				cfg.ServerTLS, cfg.APITLS = ld.ClientConfig(), ld.ServerConfig()
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			cfg.Logger = newLogger("stead", o.logLevel, o.logJSON).Named("agent")
@@ -243,12 +255,16 @@ func agentClientOf(g *globals, node *corev1.Node) (*api.AgentClient, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("node %s records no agent address (annotation %s): is its agent running?", node.Name, api.AnnotationAgentAddr)
 	}
-	ac, err := api.NewAgentClient(addr)
+	o := api.ClientOptions{Token: g.token}
+	ld, err := g.tlsMaterial()
 	if err != nil {
 		return nil, err
 	}
-	ac.Token = g.token
-	return ac, nil
+	if ld != nil {
+		// The agent must present its own node's certificate.
+		o.TLS = ld.ClientConfigFor(api.AgentName(ld.Identity.Cluster, node.Name))
+	}
+	return api.NewAgentClientWithOptions(addr, o)
 }
 
 // allNodes lists the nodes, sorted by name.

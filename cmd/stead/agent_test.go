@@ -26,10 +26,10 @@ import (
 	"github.com/stead-io/stead/agent/containerd/containerdtest"
 )
 
-// webManifest is the example's shape (a headless service and a set whose
+// devWebManifest is the example's shape (a headless service and a set whose
 // pods mount a claim at the web root) with the example image and a
 // readiness probe.
-const webManifest = `apiVersion: v1
+const devWebManifest = `apiVersion: v1
 kind: Service
 metadata:
   name: nginx
@@ -167,7 +167,7 @@ func TestDevRunsPods(t *testing.T) {
 	}
 
 	manifest := filepath.Join(dir, "web.yaml")
-	os.WriteFile(manifest, []byte(webManifest), 0o644)
+	os.WriteFile(manifest, []byte(devWebManifest), 0o644)
 	applyWhenReady(t, bin, httpAddr, manifest)
 	var pods []corev1.Pod
 	waitUntil(t, 90*time.Second, func() bool {
