@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
 	"github.com/stead-io/stead/scheduler/httpapi"
 )
@@ -287,7 +286,7 @@ func (f *formation) checkCluster(ctx context.Context) error {
 		return nil
 	}
 	for _, addr := range f.o.join {
-		info, err := joinInfo(ctx, addr)
+		info, err := joinInfo(ctx, f.o.peers, addr)
 		if err != nil {
 			f.log.Debug("ask a --join server about its cluster", "addr", addr, "error", err)
 			continue
@@ -331,7 +330,7 @@ func (f *formation) form(ctx context.Context) (startPlan, error) {
 		}
 		var answers []httpapi.JoinInfo
 		for _, addr := range f.addrs() {
-			info, err := joinInfo(ctx, addr)
+			info, err := joinInfo(ctx, f.o.peers, addr)
 			if err != nil {
 				f.log.Debug("ask a server about itself", "addr", addr, "error", err)
 				continue
@@ -393,7 +392,7 @@ func (f *formation) joinPlan(ctx context.Context, addrs []string, forever bool) 
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
 		for _, addr := range addrs {
-			conf, err := raftConfiguration(ctx, addr, false)
+			conf, err := raftConfiguration(ctx, f.o.peers, addr, false)
 			if err != nil {
 				f.log.Warn("ask for the cluster's configuration", "via", addr, "attempt", attempt, "error", err)
 				continue
@@ -445,12 +444,12 @@ var errJoinRefused = errors.New("join refused")
 // refuses (errJoinRefused), ctx ends or, without forever, five rounds
 // failed. request builds each attempt's request: after an attempt whose
 // answer was lost, the server may hold state it did not hold before.
-func join(ctx context.Context, log hclog.Logger, addrs []string, request func() httpapi.JoinRequest, forever bool) error {
+func join(ctx context.Context, log hclog.Logger, peers peerClients, addrs []string, request func() httpapi.JoinRequest, forever bool) error {
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
 		var errs []error
 		for _, addr := range addrs {
-			c, err := api.NewClient(addr)
+			c, err := peers.client(addr)
 			if err != nil {
 				return err
 			}
@@ -485,26 +484,26 @@ func join(ctx context.Context, log hclog.Logger, addrs []string, request func() 
 }
 
 // joinInfo asks the server at addr about itself.
-func joinInfo(ctx context.Context, addr string) (httpapi.JoinInfo, error) {
+func joinInfo(ctx context.Context, peers peerClients, addr string) (httpapi.JoinInfo, error) {
 	var info httpapi.JoinInfo
-	err := peerGet(ctx, addr, "/v1/join-info", nil, &info)
+	err := peerGet(ctx, peers, addr, "/v1/join-info", nil, &info)
 	return info, err
 }
 
 // raftConfiguration asks the server at addr for the Raft configuration,
 // as the leader confirms it unless stale.
-func raftConfiguration(ctx context.Context, addr string, stale bool) (httpapi.RaftConfiguration, error) {
+func raftConfiguration(ctx context.Context, peers peerClients, addr string, stale bool) (httpapi.RaftConfiguration, error) {
 	var conf httpapi.RaftConfiguration
 	var q url.Values
 	if stale {
 		q = url.Values{"stale": {"true"}}
 	}
-	err := peerGet(ctx, addr, "/v1/operator/raft/configuration", q, &conf)
+	err := peerGet(ctx, peers, addr, "/v1/operator/raft/configuration", q, &conf)
 	return conf, err
 }
 
-func peerGet(ctx context.Context, addr, path string, q url.Values, out any) error {
-	c, err := api.NewClient(addr)
+func peerGet(ctx context.Context, peers peerClients, addr, path string, q url.Values, out any) error {
+	c, err := peers.client(addr)
 	if err != nil {
 		return err
 	}

@@ -26,16 +26,17 @@ type globals struct {
 	namespace string
 	// token is the ACL token sent with every request.
 	token string
+	// tls names the CA, certificate and key for mutual TLS (tls.go).
+	tls api.TLSFiles
 }
 
 // client returns an API client for the configured server.
 func (g *globals) client() (*api.Client, error) {
-	c, err := api.NewClient(g.server)
+	o, err := g.clientOptions()
 	if err != nil {
 		return nil, err
 	}
-	c.Token = g.token
-	return c, nil
+	return api.NewClientWithOptions(g.server, o)
 }
 
 // ns returns the namespace a verb acts in.
@@ -65,11 +66,12 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 	root.PersistentFlags().StringVar(&g.server, "server", addr, "address of a Stead server (host:port or URL); also STEAD_ADDR")
 	root.PersistentFlags().StringVarP(&g.namespace, "namespace", "n", "", "namespace to act in (default \"default\")")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("STEAD_TOKEN"), "ACL token; also STEAD_TOKEN")
+	g.addTLSFlags(root.PersistentFlags())
 	addConfig(root, os.LookupEnv)
 
 	root.AddCommand(
 		newVersionCmd(g),
-		newServerCmd(),
+		newServerCmd(g),
 		newOperatorCmd(g),
 		newDevCmd(),
 		newApplyCmd(g),
@@ -84,6 +86,8 @@ unchanged with 'stead apply -f web.yaml' and watch them with 'stead get pods'.`,
 		newLogsCmd(g),
 		newExecCmd(g),
 		newImageCmd(g),
+		newTLSCmd(),
+		newACLCmd(g),
 	)
 	return root
 }

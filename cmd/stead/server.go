@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,9 +45,18 @@ type serverOptions struct {
 	clusterCIDR     string
 	clusterDomain   string
 	dnsAddr         string
+	// tls names the server's CA, certificate and key (--tls-*); acl,
+	// rateLimit and rateBurst are its --acl and --api-rate-* (tls.go).
+	tls       api.TLSFiles
+	acl       bool
+	rateLimit float64
+	rateBurst int
+	// peers reach other servers' APIs; startServer sets them.
+	peers peerClients
 	// onListening, when set, is called once the HTTP API listens, before
-	// the server waits for its peers to form or admit it.
-	onListening func(addr string)
+	// the server waits for its peers to form or admit it. peers reach
+	// that API as other servers do.
+	onListening func(addr string, peers peerClients)
 }
 
 func (o *serverOptions) addFlags(cmd *cobra.Command, defaultID, defaultDataDir string) {
@@ -62,7 +72,7 @@ func (o *serverOptions) addFlags(cmd *cobra.Command, defaultID, defaultDataDir s
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
 }
 
-func newServerCmd() *cobra.Command {
+func newServerCmd(g *globals) *cobra.Command {
 	o := &serverOptions{}
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -99,10 +109,11 @@ docs/operations/lost-quorum.md.`,
 			// systemd hears READY once the API listens: a server of a new
 			// cluster waits for its peers after that, and the watchdog
 			// pings go on as long as the API answers.
-			o.onListening = func(addr string) {
+			o.onListening = func(addr string, peers peerClients) {
 				notifyReady(log)
-				go watchdogPinger(ctx, func() bool { return answers(ctx, addr) })
+				go watchdogPinger(ctx, func() bool { return peers.healthy(ctx, addr) })
 			}
+			o.tls = g.tls
 			srv, err := startServer(ctx, *o, log)
 			if err != nil {
 				return err
@@ -125,23 +136,8 @@ docs/operations/lost-quorum.md.`,
 	f.StringSliceVar(&o.join, "join", nil, "HTTP addresses of other servers: of the cluster to join, or of the servers to form one with (comma-separated)")
 	f.BoolVar(&o.retryJoin, "retry-join", false, "keep retrying --join until it succeeds")
 	f.StringVar(&o.dnsAddr, "dns-addr", "", "also answer cluster DNS on this address (UDP and TCP), e.g. 127.0.0.1:53")
+	o.addSecurityFlags(cmd)
 	return cmd
-}
-
-// answers reports whether the HTTP API at addr answers within 5 s.
-func answers(ctx context.Context, addr string) bool {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/health", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return true
 }
 
 func newLogger(name, level string, json bool) hclog.Logger {
@@ -208,6 +204,10 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 	if err != nil || !clusterCIDR.Addr().Is4() || clusterCIDR.Bits() > 24 {
 		return nil, fmt.Errorf("--cluster-cidr %q is not an IPv4 range of /24 or larger, such as 10.244.0.0/16", o.clusterCIDR)
 	}
+	sec, err := o.security(log)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := raftstore.Inspect(o.dataDir, o.id)
 	if err != nil {
 		return nil, explainDataDir(o, err)
@@ -216,24 +216,29 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 	if err != nil {
 		return nil, fmt.Errorf("listen on --http-addr %s: %w", o.httpAddr, err)
 	}
+	if sec.tls != nil {
+		ln = tls.NewListener(ln, sec.tls.ServerConfig())
+	}
 	advertise := o.advertise
 	if advertise == "" {
 		advertise = o.raftAddr
 	}
 	addr := ln.Addr().String()
 	front := &handlerSwap{}
-	httpSrv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	o.peers = sec.peers
 	form := &formation{o: o, log: log.Named("cluster"), dir: dir, self: httpapi.JoinInfo{
 		ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: dir.ClusterID, HasState: dir.HasState, BootstrapExpect: o.bootstrapExpect,
 	}}
-	front.set(httpapi.Starting(form.info))
+	front.set(startingGuard(httpapi.Starting(form.info), o.acl, sec.cluster))
 	go func() {
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "error", err)
 		}
 	}()
 	if o.onListening != nil {
-		o.onListening(addr)
+		o.onListening(addr, sec.peers)
 	}
 	defer func() {
 		if err != nil {
@@ -254,6 +259,7 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 		Bootstrap:     plan.bootstrap,
 		Servers:       plan.servers,
 		Logger:        log.Named("raft"),
+		TLS:           sec.peerTLS(),
 	})
 	if err != nil {
 		return nil, explainDataDir(o, err)
@@ -265,9 +271,9 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 	metrics.MustRegister(store.Collectors()...)
 	metrics.MustRegister(ctrl.Collectors()...)
 	handler := httpapi.New(httpapi.Config{ID: o.id, Version: version, Store: store, Logger: log, Leases: leases, ClusterCIDR: clusterCIDR,
-		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})})
+		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}), ForwardClient: sec.forwardClient()})
 	handler.HandleCluster(httpapi.ClusterOptions{HTTPAddr: addr, BootstrapExpect: o.bootstrapExpect})
-	front.set(handler)
+	front.set(handler.Secure(sec.api))
 	ctx, cancel := context.WithCancel(ctx)
 	rs := &runningServer{
 		store: store, leases: leases, ctrl: ctrl, metrics: metrics, api: handler, addr: addr, log: log, stop: cancel, done: make(chan struct{}),
@@ -283,12 +289,12 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 	}
 	switch {
 	case plan.joinFirst:
-		if err := join(ctx, log, plan.joinVia, req, plan.joinForever); err != nil {
+		if err := join(ctx, log, o.peers, plan.joinVia, req, plan.joinForever); err != nil {
 			rs.Close()
 			return nil, err
 		}
 	case len(plan.joinVia) > 0:
-		go rs.joinCluster(ctx, plan.joinVia, req, plan.joinForever)
+		go rs.joinCluster(ctx, o.peers, plan.joinVia, req, plan.joinForever)
 	}
 	if o.dnsAddr != "" {
 		if err := rs.serveDNS(ctx, o, clusterCIDR); err != nil {
@@ -296,7 +302,8 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 			return nil, err
 		}
 	}
-	log.Info("server started", "id", o.id, "http", rs.addr, "raft", advertise, "data_dir", o.dataDir, "cluster", store.ClusterID())
+	log.Info("server started", "id", o.id, "http", rs.addr, "raft", advertise, "data_dir", o.dataDir, "cluster", store.ClusterID(),
+		"tls", sec.tls != nil, "acl", o.acl)
 	return rs, nil
 }
 
@@ -400,8 +407,8 @@ func (rs *runningServer) runLeader(ctx context.Context, id, raftAddr string) {
 // its new addresses), in the background: a restarting member serves
 // meanwhile, since the cluster may need its vote to elect the leader that
 // will answer. A refusal stops the server.
-func (rs *runningServer) joinCluster(ctx context.Context, addrs []string, req func() httpapi.JoinRequest, forever bool) {
-	err := join(ctx, rs.log, addrs, req, forever)
+func (rs *runningServer) joinCluster(ctx context.Context, peers peerClients, addrs []string, req func() httpapi.JoinRequest, forever bool) {
+	err := join(ctx, rs.log, peers, addrs, req, forever)
 	switch {
 	case errors.Is(err, errJoinRefused):
 		rs.log.Error("the cluster refused this server", "error", err)
