@@ -1,0 +1,27 @@
+// Package clustertest runs a Stead cluster as real processes in network
+// namespaces and injects faults into it: the harness of the fault tests of
+// RELIABILITY.md section 6 (topology 6.1, checkers 6.2, tests 6.3).
+//
+// A Cluster is one switch namespace holding bridge br0 and one namespace
+// per machine (servers s1..sN, agents a1..aM, and c0 from which the harness
+// itself talks to the cluster), each with a veth into br0 and an address in
+// a private /24 that exists only inside these namespaces. Servers and
+// agents are `stead server` and `stead agent` processes entered into their
+// namespace with nsenter (network namespace only, so that the mounts an
+// agent makes stay visible to the agent that restarts after it); each
+// agent runs its own containerd under its data directory, in a containerd
+// namespace of its own.
+//
+// Faults: Kill9, Stop and Cont (SIGSTOP, SIGCONT), Restart, Partition and
+// its one-way variants (an nftables table in the victim's namespace), Heal,
+// LinkDown and LinkUp.
+//
+// Observation: a Sampler lists the live journal-writer processes of the
+// workload every 100 ms from /proc; a History records the API operations
+// of a test client with monotonic times. Checkers over what they recorded
+// are pure functions (CheckJournals, CheckSamples, CheckLiveness,
+// CompareLogs, CompareFSM); the Cluster methods Check* gather their input.
+//
+// Everything needs root; Start skips the test otherwise. Every process,
+// mount and namespace the harness made is removed when the test ends.
+package clustertest
