@@ -395,6 +395,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		confirm:      a.confirmDeleted,
 		owned:        a.setOwned,
 		event:        a.events.Record,
+		boot:         bootID(),
 	}
 	if err := a.adopt(ctx); err != nil {
 		return err

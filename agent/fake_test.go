@@ -172,6 +172,15 @@ func (f *fakeContainers) Stop(_ context.Context, id string, grace time.Duration,
 	return nil
 }
 
+// reboot leaves the containers as a machine reboot does: no task.
+func (f *fakeContainers) reboot() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.containers {
+		c.status = containerd.Status{State: containerd.StateCreated}
+	}
+}
+
 // exit ends a running container's process with code.
 func (f *fakeContainers) exit(id string, code uint32) {
 	f.mu.Lock()
@@ -378,6 +387,7 @@ func newHarness(t *testing.T) *harness {
 		},
 		owned: func(podKey, []string) {},
 		event: func(_ *corev1.Pod, typ, reason, msg string) { h.events = append(h.events, reason+": "+msg) },
+		boot:  "boot-1",
 	}
 	return h
 }

@@ -77,7 +77,7 @@ func (a *Agent) nodeObject(ip netip.Addr) *corev1.Node {
 			},
 			NodeInfo: corev1.NodeSystemInfo{
 				MachineID:               strings.TrimSpace(readFile("/etc/machine-id")),
-				BootID:                  strings.TrimSpace(readFile("/proc/sys/kernel/random/boot_id")),
+				BootID:                  bootID(),
 				KernelVersion:           unix.ByteSliceToString(uts.Release[:]),
 				OSImage:                 osImage(),
 				ContainerRuntimeVersion: runtimeVersion,

@@ -17,6 +17,7 @@ import (
 // paths is the layout of the agent's data directory:
 //
 //	pods/<sandbox>/pod.json          the pod as last seen, for a stop after it left the API
+//	pods/<sandbox>/boot-id           the machine's boot the sandbox was made in
 //	pods/<sandbox>/{hostname,hosts,resolv.conf}
 //	pods/<sandbox>/volumes/<name>    emptyDir volumes
 //	pods/<sandbox>/subpaths/...      bind mounts of volume subPaths
@@ -32,6 +33,7 @@ func (p paths) sandboxes() string            { return filepath.Join(p.root, "pod
 func (p paths) sandbox(sb string) string     { return filepath.Join(p.root, "pods", sb) }
 func (p paths) podRecord(sb string) string   { return filepath.Join(p.sandbox(sb), "pod.json") }
 func (p paths) startErrors(sb string) string { return filepath.Join(p.sandbox(sb), "start-errors") }
+func (p paths) bootID(sb string) string      { return filepath.Join(p.sandbox(sb), "boot-id") }
 func (p paths) logs(sb string) string        { return filepath.Join(p.root, "logs", sb) }
 func (p paths) logFile(sb, container string, attempt int) string {
 	return filepath.Join(p.logs(sb), container, strconv.Itoa(attempt)+".log")
@@ -218,3 +220,6 @@ func (f *fences) Fenced(k podKey, gen int64) bool {
 	cur, err := f.highest(k)
 	return err == nil && gen < cur
 }
+
+// bootID identifies the machine's current boot.
+func bootID() string { return strings.TrimSpace(readFile("/proc/sys/kernel/random/boot_id")) }

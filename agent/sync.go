@@ -124,9 +124,24 @@ func (w *podWorker) run(ctx context.Context, pod *corev1.Pod, sb string, cs []co
 	if err := env.fences.Admit(w.key, generationOf(pod)); err != nil {
 		return time.Time{}, err
 	}
+	// A sandbox from an earlier boot of the machine has no process and no
+	// network namespace left: the pod starts afresh, as after a reboot in
+	// Kubernetes, rather than with its old network's environment.
+	if b, err := os.ReadFile(env.paths.bootID(sb)); err == nil && strings.TrimSpace(string(b)) != env.boot {
+		w.log.Info("the pod's sandbox is from an earlier boot; starting it afresh", "sandbox", sb)
+		if err := w.teardown(ctx, sb, pod, cs); err != nil {
+			return time.Time{}, err
+		}
+		cs = nil
+	}
 	if rec := w.sandboxes[sb]; rec == nil || rec.ResourceVersion != pod.ResourceVersion {
 		if err := writePodRecord(env.paths, sb, pod); err != nil {
 			return time.Time{}, err
+		}
+		if rec == nil {
+			if err := writeFileAtomic(env.paths.bootID(sb), []byte(env.boot+"\n"), 0o644); err != nil {
+				return time.Time{}, err
+			}
 		}
 		w.sandboxes[sb] = pod
 	}

@@ -61,6 +61,9 @@ type podEnv struct {
 	owned func(k podKey, ids []string)
 	// event records a Kubernetes event about a pod.
 	event func(pod *corev1.Pod, eventType, reason, message string)
+	// boot identifies the machine's boot: a sandbox made in another one
+	// lost its processes and network namespace.
+	boot string
 }
 
 // podWorker does everything about one pod name on this node, one step at a

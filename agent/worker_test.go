@@ -632,3 +632,26 @@ func TestWorkerStaleAssignment(t *testing.T) {
 		t.Errorf("Ready transition moved from %v to %v", since, got)
 	}
 }
+
+// TestWorkerAfterReboot: a sandbox from an earlier boot is torn down and
+// the pod started afresh, with a new network.
+func TestWorkerAfterReboot(t *testing.T) {
+	h := newHarness(t)
+	w := h.worker(webPod("web-0", 7))
+	h.sync(w)
+	wantCalls(t, h, "setup "+sb7, "create "+c70, "start "+c70)
+	h.sync(w)
+	wantCalls(t, h)
+
+	h.containers.reboot()
+	h.env.boot = "boot-2"
+	w2 := h.worker(w.getDesired())
+	w2.sandboxes[sb7] = w.getDesired()
+	h.sync(w2)
+	wantCalls(t, h, "delete "+c70, "teardown "+sb7, "setup "+sb7, "create "+c70, "start "+c70)
+	if ip := h.last().PodIP; ip != "10.244.0.3" {
+		t.Errorf("podIP %s, want a new network's", ip)
+	}
+	h.sync(w2)
+	wantCalls(t, h)
+}
