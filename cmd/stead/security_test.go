@@ -397,3 +397,44 @@ func peersOverTLS(t *testing.T, c *secureCluster, token string, s *serverProc) [
 	slices.Sort(rows)
 	return rows
 }
+
+// TestAgentTokenOfOwnAgent makes the agent token a server hands the agent
+// in its own process (stead dev --acl): it acts for its node only, and
+// making another revokes the one before.
+func TestAgentTokenOfOwnAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o := serverOptions{id: "dev", dataDir: t.TempDir(), httpAddr: "127.0.0.1:0", raftAddr: "127.0.0.1:0", bootstrap: true, acl: true,
+		clusterCIDR: "10.244.0.0/16", clusterDomain: api.DefaultClusterDomain}
+	rs, err := startServer(ctx, o, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	first, err := rs.agentToken(ctx, "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := rs.agentToken(ctx, "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func(secret, name string) error {
+		c, err := api.NewClientWithOptions(rs.addr, api.ClientOptions{Token: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := []byte(`{"apiVersion":"v1","kind":"Node","metadata":{"name":"` + name + `"}}`)
+		_, err = c.Do(ctx, http.MethodPut, "/v1/nodes/"+name, nil, body, nil)
+		return err
+	}
+	if err := node(second, "node-a"); err != nil {
+		t.Errorf("the agent registers its node: %v", err)
+	}
+	if err := node(second, "node-b"); codeString(err) != "403" {
+		t.Errorf("the agent registers another node: %v", err)
+	}
+	if err := node(first, "node-a"); codeString(err) != "401" || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("the agent token made before: %v", err)
+	}
+}
