@@ -257,6 +257,17 @@ func TestSecureCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// The watchdog's health check reaches the API over TLS, and only so.
+	s1, err := api.LoadTLS(c.files("s1"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(peerClients{tls: s1}).healthCheck(context.Background(), leader.httpAddr)() {
+		t.Error("the health check over TLS fails")
+	}
+	if (peerClients{}).healthCheck(context.Background(), leader.httpAddr)() {
+		t.Error("a health check in plain HTTP passes against the TLS port")
+	}
 	peers := peersOverTLS(t, c, mgmt, follower)
 	if len(peers) != 3 {
 		t.Fatalf("peers %q, want three", peers)

@@ -111,7 +111,7 @@ docs/operations/lost-quorum.md.`,
 			// pings go on as long as the API answers.
 			o.onListening = func(addr string, peers peerClients) {
 				notifyReady(log)
-				go watchdogPinger(ctx, func() bool { return peers.healthy(ctx, addr) })
+				go watchdogPinger(ctx, peers.healthCheck(ctx, addr))
 			}
 			o.tls = g.tls
 			srv, err := startServer(ctx, *o, log)

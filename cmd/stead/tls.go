@@ -163,16 +163,19 @@ func (p peerClients) client(addr string) (*api.Client, error) {
 	return api.NewClientWithOptions(addr, api.ClientOptions{TLS: p.tls.ClientConfig()})
 }
 
-// healthy reports whether the HTTP API at addr answers within 5 s.
-func (p peerClients) healthy(ctx context.Context, addr string) bool {
+// healthCheck returns a check of whether the HTTP API at addr answers
+// within 5 s, with one client for every call.
+func (p peerClients) healthCheck(ctx context.Context, addr string) func() bool {
 	c, err := p.client(addr)
-	if err != nil {
-		return false
+	return func() bool {
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := c.Do(ctx, http.MethodGet, "/v1/health", nil, nil, nil)
+		return err == nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err = c.Do(ctx, http.MethodGet, "/v1/health", nil, nil, nil)
-	return err == nil
 }
 
 // startingGuard keeps a server's answers while it waits to form or join a
