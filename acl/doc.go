@@ -15,8 +15,9 @@
 //     (GET /v1/join-info, /v1/operator/raft/configuration, /v1/status).
 //   - With ACLs on, every other request needs a token that is known and
 //     not revoked (401 otherwise), whose role allows it (403 otherwise):
-//     management everything; read-only every GET but tokens; agent, for
-//     its node only, what the agent does (see AgentRule).
+//     management everything; read-only every GET but tokens and
+//     snapshots of the state (which hold the tokens' records); agent,
+//     for its node only, what the agent does (see AgentRule).
 //   - A caller with an agent's certificate may act only with that node's
 //     agent token.
 package acl

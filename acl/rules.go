@@ -200,7 +200,7 @@ func (p Policy) Authorize(c Caller, r Request, st State) Decision {
 	case api.TokenReadOnly:
 		// An unclean path (nil) is refused: the router would redirect
 		// it, and the redirect's target is checked on its own.
-		if r.Method == http.MethodGet && len(r.Path) > 0 && !(len(r.Path) >= 2 && r.Path[0] == "v1" && r.Path[1] == "acl") {
+		if r.Method == http.MethodGet && len(r.Path) > 0 && !managementRead(r.Path) {
 			return allow
 		}
 		return deny(Forbidden, "token %s is read-only: it may not %s %s", tok.Name, r.Method, "/"+strings.Join(r.Path, "/"))
@@ -208,6 +208,13 @@ func (p Policy) Authorize(c Caller, r Request, st State) Decision {
 		return AgentRule(tok.Spec.Node, r, st, tok.Name)
 	}
 	return deny(Forbidden, "token %s has unknown role %q", tok.Name, tok.Spec.Role)
+}
+
+// managementRead are the reads only a management token may make: the
+// tokens, and a snapshot of the whole state, which holds the tokens'
+// records.
+func managementRead(p []string) bool {
+	return len(p) >= 2 && p[0] == "v1" && p[1] == "acl" || is(p, "v1", "operator", "snapshot")
 }
 
 // agentReads are the resources an agent reads, and why: its

@@ -316,6 +316,10 @@ func TestACLRefusals(t *testing.T) {
 		{"read-only", post, "/v1/acl/tokens", mustJSON(t, api.TokenRequest{Role: api.TokenManagement}), 403},
 		{"read-only", del, "/v1/acl/tokens/" + agentA.ID, nil, 403},
 		{"read-only", del, "/v1/operator/raft/peers/s1", nil, 403},
+		// A snapshot holds the tokens' records.
+		{"read-only", get, "/v1/operator/snapshot", nil, 403},
+		{"read-only", put, "/v1/operator/snapshot", []byte("not a snapshot"), 403},
+		{"agent-a", get, "/v1/operator/snapshot", nil, 403},
 
 		// Node a's agent on node b's pods and node, and on admin endpoints.
 		{"agent-a", put, pod1 + "/status", status, 403},
