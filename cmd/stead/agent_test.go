@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/stead-io/stead/agent/containerd/containerdtest"
+	"github.com/stead-io/stead/agent/network"
 )
 
 // devWebManifest is the example's shape (a headless service and a set whose
@@ -140,7 +141,19 @@ func TestDevRunsPods(t *testing.T) {
 		})
 		dev.Process.Signal(syscall.SIGTERM)
 		dev.Wait()
-		exec.Command("ip", "link", "del", bridge).Run()
+		// The agent leaves its bridge and masquerade rule for the next
+		// run; the test removes them, with any pod network left.
+		n, err := network.New(network.Options{Subnet: netip.MustParsePrefix(cluster), DataDir: filepath.Join(dir, "data", "agent", "network"),
+			NetNSDir: filepath.Join(dir, "netns"), Bridge: bridge, NetworkName: "stead-cli-" + suffix, ClusterCIDR: netip.MustParsePrefix(cluster)})
+		if err == nil {
+			as, _ := n.List()
+			for _, a := range as {
+				n.Teardown(context.Background(), a.PodID)
+			}
+			if err := n.DeleteBridge(); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
 		for _, mp := range containerdtest.MountsUnder(dir) {
 			unix.Unmount(mp, unix.MNT_DETACH)
 		}
