@@ -91,7 +91,7 @@ func CheckJournals(journals map[int][]byte, samples []Sample, fenced bool) Journ
 // of an ordinal's journal was a handover from a writer that was gone: the
 // new writer's generation is higher than the previous writer's, the
 // previous writer (same node and generation) writes nothing later, and no
-// sample at or after the new writer's first write shows it alive.
+// sample taken at or after the new writer's first write shows it alive.
 func cleanHandover(ord int, recs []volumes.Record, line int, samples []Sample) (string, bool) {
 	if line < 1 || line > len(recs) {
 		return "", false
@@ -107,14 +107,23 @@ func cleanHandover(ord int, recs []volumes.Record, line int, samples []Sample) (
 	if prev == nil || cur.Gen <= prev.Gen {
 		return "", false
 	}
-	old := writeKey{prev.Node, prev.Gen}
+	old, next := writeKey{prev.Node, prev.Gen}, writeKey{cur.Node, cur.Gen}
 	for _, r := range recs[line:] {
 		if r.Kind == volumes.KindWrite && (writeKey{r.Node, r.Gen}) == old {
 			return "", false
 		}
 	}
+	// From the new writer's first write on (it may have written before
+	// this line, interleaved with the old one), the old one must be gone.
+	firstWrite := cur.Mono
+	for _, r := range recs[:line] {
+		if r.Kind == volumes.KindWrite && (writeKey{r.Node, r.Gen}) == next {
+			firstWrite = r.Mono
+			break
+		}
+	}
 	for _, s := range samples {
-		if s.Mono < cur.Mono {
+		if s.Mono < firstWrite {
 			continue
 		}
 		for _, p := range s.Procs {

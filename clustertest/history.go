@@ -104,43 +104,46 @@ func outcomeOf(err error) Outcome {
 // ackLabel marks the objects the writer makes.
 const ackLabel = "clustertest/ack"
 
-// ackKey names the writer's n-th object.
-func ackKey(n int) string { return "ack-" + strconv.Itoa(n) }
+// ackKey names the n-th object a client writes through server s.
+func ackKey(s string, n int) string { return "ack-" + s + "-" + strconv.Itoa(n) }
 
-// StartWriter runs a client that creates a Service object every interval,
-// sending each to the next server in turn (whichever answers or not), and
-// records every write in h. stop ends it and waits.
+// StartWriter runs one client per server, each creating a Service object
+// through its server every interval (so that a server that hangs holds up
+// only its own client), and records every write in h. stop ends them and
+// waits.
 func (c *Cluster) StartWriter(h *History, interval time.Duration) (stop func()) {
 	quit := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for n := 0; ; n++ {
-			s := c.servers[n%len(c.servers)]
-			key := ackKey(n)
-			svc := &corev1.Service{
-				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-				ObjectMeta: metav1.ObjectMeta{Name: key, Namespace: "default", Labels: map[string]string{ackLabel: "true"}},
-				Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "none", Port: 80}}},
+	var wg sync.WaitGroup
+	for _, s := range c.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for n := 0; ; n++ {
+				key := ackKey(s, n)
+				svc := &corev1.Service{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+					ObjectMeta: metav1.ObjectMeta{Name: key, Namespace: "default", Labels: map[string]string{ackLabel: "true"}},
+					Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "none", Port: 80}}},
+				}
+				id := h.Invoke("put", key, s)
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				idx, err := c.Client(s).Put(ctx, "services", "default", key, svc)
+				cancel()
+				h.Complete(id, outcomeOf(err), idx, err)
+				select {
+				case <-quit:
+					return
+				case <-tick.C:
+				}
 			}
-			id := h.Invoke("put", key, s)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			idx, err := c.Client(s).Put(ctx, "services", "default", key, svc)
-			cancel()
-			h.Complete(id, outcomeOf(err), idx, err)
-			select {
-			case <-quit:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+		}()
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() { close(quit) })
-		<-done
+		wg.Wait()
 	}
 }
 
