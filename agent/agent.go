@@ -39,6 +39,7 @@ import (
 
 	"github.com/stead-io/stead/agent/containerd"
 	"github.com/stead-io/stead/agent/network"
+	"github.com/stead-io/stead/agent/watchdog"
 	"github.com/stead-io/stead/api"
 )
 
@@ -88,6 +89,12 @@ type Config struct {
 	ContainerdSocket string
 	// ContainerdNamespace holds the agent's containers and images.
 	ContainerdNamespace string
+	// Watchdog, when set, is the stead executable the agent starts as the
+	// node's self-fencing watchdog (`stead watchdog`), a separate process
+	// that stops every container once the lease the agent records in
+	// DataDir/lease runs out (RELIABILITY R3). Empty: no watchdog, as on a
+	// one-machine `stead dev`, where nothing fails over.
+	Watchdog string
 	// AgentAddr is where the agent's HTTP API listens (logs, exec, images).
 	AgentAddr string
 	// AdvertiseAddr is the agent API address recorded on the node; empty
@@ -204,6 +211,8 @@ type Agent struct {
 	log     hclog.Logger
 	paths   paths
 	servers *serverPool
+	// watchdogCmd starts the node's watchdog when Config.Watchdog is set.
+	watchdogCmd watchdog.Command
 
 	// Set up by Run.
 	containers Containers
@@ -280,6 +289,28 @@ func (a *Agent) LastRenewed() time.Time {
 	return time.Time{}
 }
 
+// startFencing runs before the agent reports anything (RELIABILITY R7): if
+// the node's lease ran out while no agent was renewing it, every container
+// is killed first, since the servers may have given its pods to other
+// nodes; then it makes sure the watchdog runs.
+func (a *Agent) startFencing(ctx context.Context, rt *containerd.Runtime, socket string) error {
+	paths := watchdog.PathsIn(a.cfg.DataDir)
+	fenced, killed, err := watchdog.FenceOnStart(ctx, &watchdog.Containerd{Runtime: rt, Namespace: rt.Namespace(), Logger: a.log.Named("fence")}, paths.Lease, watchdog.Now())
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if fenced {
+		a.log.Warn("the node's lease ran out while no agent renewed it: killed its containers before reporting", "killed", len(killed))
+	}
+	a.watchdogCmd = watchdog.Command{Binary: a.cfg.Watchdog, DataDir: a.cfg.DataDir, ContainerdSocket: socket, ContainerdNamespace: rt.Namespace()}
+	pid, err := watchdog.EnsureRunning(ctx, a.watchdogCmd)
+	if err != nil {
+		return fmt.Errorf("agent: start the watchdog: %w", err)
+	}
+	a.log.Info("watchdog running", "pid", pid)
+	return nil
+}
+
 // Run starts the agent and blocks until ctx ends. Pods keep running when
 // it returns: stopping the agent (or killing it) never stops them; a new
 // agent on the same data directory adopts them.
@@ -339,6 +370,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer rt.Close()
 	a.containers = rt
+	if cfg.Watchdog != "" {
+		if err := a.startFencing(ctx, rt, addr); err != nil {
+			return err
+		}
+	}
 	a.importImages(ctx)
 
 	nodeIP := cfg.NodeIP

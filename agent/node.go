@@ -141,6 +141,12 @@ func (a *Agent) heartbeat(ctx context.Context) {
 				if err := watchdog.WriteLease(watchdog.PathsIn(a.cfg.DataDir).Lease, expires, a.cfg.NodeName); err != nil {
 					a.log.Error("record lease", "error", err)
 				}
+				// A watchdog that died is replaced; a running one costs a lock test.
+				if a.cfg.Watchdog != "" {
+					if _, err := watchdog.EnsureRunning(ctx, a.watchdogCmd); err != nil {
+						a.log.Error("restart the watchdog", "error", err)
+					}
+				}
 			}
 		case apierrors.IsNotFound(err) && strings.Contains(err.Error(), a.cfg.NodeName):
 			a.log.Warn("the server does not know this node; registering it again")

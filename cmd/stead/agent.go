@@ -42,6 +42,8 @@ type agentOptions struct {
 	cniNetwork    string
 	logLevel      string
 	logJSON       bool
+	// watchdog starts the node's self-fencing watchdog process.
+	watchdog bool
 }
 
 func newAgentCmd(g *globals) *cobra.Command {
@@ -86,6 +88,11 @@ adopts them.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			cfg.Logger = newLogger("stead", o.logLevel, o.logJSON).Named("agent")
+			if o.watchdog {
+				if cfg.Watchdog, err = os.Executable(); err != nil {
+					return fmt.Errorf("find this executable to run the watchdog: %w", err)
+				}
+			}
 			return runAgent(ctx, cfg, cmd.OutOrStdout())
 		},
 	}
@@ -95,6 +102,7 @@ adopts them.`,
 	f.StringSliceVar(&o.servers, "servers", nil, "HTTP addresses of the Stead servers (comma-separated)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
+	f.BoolVar(&o.watchdog, "watchdog", true, "run 'stead watchdog', which stops this node's pods when its lease runs out (needed for safe failover)")
 	return cmd
 }
 
