@@ -53,7 +53,7 @@ func (a *Agent) confirmDeleted(ctx context.Context, pod *corev1.Pod) error {
 	c := a.servers.client()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := c.Delete(rctx, podsResource, pod.Namespace, pod.Name, api.DeleteOptions{Force: true})
+	_, err := c.Delete(rctx, podsResource, pod.Namespace, pod.Name, api.DeleteOptions{Force: true, UID: string(pod.UID)})
 	if err != nil {
 		a.servers.failed(c, err)
 	}

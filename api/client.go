@@ -165,6 +165,9 @@ type DeleteOptions struct {
 	Cascade string
 	// GracePeriodSeconds overrides the pod's terminationGracePeriodSeconds.
 	GracePeriodSeconds *int64
+	// UID, when set, deletes the object only if it is still this
+	// incarnation; a newer object of the same name answers NotFound.
+	UID string
 	// Force removes a pod's record without waiting for its node to confirm
 	// that it stopped: the operator asserts it is dead.
 	Force bool
@@ -178,6 +181,9 @@ func (c *Client) Delete(ctx context.Context, r Resource, ns, name string, opts D
 	}
 	if opts.GracePeriodSeconds != nil {
 		q.Set("gracePeriodSeconds", strconv.FormatInt(*opts.GracePeriodSeconds, 10))
+	}
+	if opts.UID != "" {
+		q.Set("uid", opts.UID)
 	}
 	if opts.Force {
 		q.Set("force", "true")

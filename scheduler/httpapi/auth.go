@@ -381,3 +381,17 @@ func (s *Server) tokenSelf(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, s.cfg.Store.View().Index(), tok.Info())
 }
+
+// checkOwner repeats, inside a write's retry loop and against the object
+// it is about to change, the rule that an agent token acts only on pods
+// bound to its own node: the check before the router saw an earlier state,
+// and the pod may have been deleted and re-created elsewhere since.
+func (s *Server) checkOwner(r *http.Request, cur raftstore.Object) error {
+	tok, _ := r.Context().Value(callerKey{}).(*api.Token)
+	pod, isPod := cur.(*corev1.Pod)
+	if tok == nil || tok.Spec.Role != api.TokenAgent || !isPod || pod.Spec.NodeName == tok.Spec.Node {
+		return nil
+	}
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+		Message: fmt.Sprintf("pod %s/%s is bound to node %q, not to this agent's node %q", pod.Namespace, pod.Name, pod.Spec.NodeName, tok.Spec.Node)}}
+}

@@ -181,8 +181,13 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, _ []byte) error 
 	err = retryConflicts(func() error {
 		v := s.cfg.Store.View()
 		cur, ok := v.Get(kind, ns, name)
-		if !ok {
+		// ?uid= names the incarnation meant: an agent confirming that a
+		// pod stopped must never remove a newer pod of the same name.
+		if !ok || (q.Get("uid") != "" && string(cur.GetUID()) != q.Get("uid")) {
 			return apierrors.NewNotFound(groupResource(res), name)
+		}
+		if err := s.checkOwner(r, cur); err != nil {
+			return err
 		}
 		var ops []raftstore.Op
 		switch kind {
@@ -371,6 +376,13 @@ func (s *Server) putSub(w http.ResponseWriter, r *http.Request, body []byte) err
 			var in corev1.Pod
 			if err := json.Unmarshal(body, &in); err != nil {
 				return apierrors.NewBadRequest(fmt.Sprintf("decode Pod status: %v", err))
+			}
+			// A report about an earlier incarnation of the pod is stale.
+			if in.UID != "" && in.UID != cur.GetUID() {
+				return apierrors.NewConflict(groupResource(res), name, fmt.Errorf("the status is for pod UID %s, but the pod is now UID %s", in.UID, cur.GetUID()))
+			}
+			if err := s.checkOwner(r, cur); err != nil {
+				return err
 			}
 			pod := cur.(*corev1.Pod).DeepCopy()
 			pod.Status = in.Status

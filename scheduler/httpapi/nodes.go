@@ -29,6 +29,9 @@ const nodeSubnetBits = 24
 // agent never undoes a cordon or changes its pod subnet.
 func (s *Server) registerNode(v *raftstore.View, node *corev1.Node, existing *corev1.Node) error {
 	now := metav1.NewTime(s.cfg.Now().UTC().Truncate(time.Second))
+	// The spec is the server's, also on first registration: an agent
+	// cannot pick its pod subnet, untaint or uncordon itself.
+	node.Spec = corev1.NodeSpec{}
 	if existing != nil {
 		node.Spec = *existing.Spec.DeepCopy()
 	}

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
@@ -412,7 +413,7 @@ func TestScaleAndStatusSubresources(t *testing.T) {
 func putPod(t *testing.T, ts *testServer, set *appsv1.StatefulSet, name, node string) {
 	t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: set.Namespace, Labels: map[string]string{"app": "nginx"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: set.Namespace, UID: types.UID(newRequestID()), Labels: map[string]string{"app": "nginx"},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(set, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "nginx", Image: "x"}}},
 	}
@@ -470,6 +471,26 @@ func TestDelete(t *testing.T) {
 	}
 	if pod("web-0") != nil {
 		t.Error("force-deleted pod still stored")
+	}
+
+	// A delete or a status report naming an earlier incarnation changes nothing.
+	putPod(t, ts, set, "web-2", "node-a")
+	p2 := pod("web-2")
+	if _, err := ts.client.Delete(ctx, pods, "default", "web-2", api.DeleteOptions{Force: true, UID: "an-earlier-uid"}); !apierrors.IsNotFound(err) {
+		t.Errorf("delete of an earlier incarnation: %v, want NotFound", err)
+	}
+	stale := p2.DeepCopy()
+	stale.UID = "an-earlier-uid"
+	stale.Status.Phase = corev1.PodFailed
+	body, _ := json.Marshal(stale)
+	if _, err := ts.client.Do(ctx, http.MethodPut, api.Path(pods, "default", "web-2", "status"), nil, body, nil); !apierrors.IsConflict(err) {
+		t.Errorf("status of an earlier incarnation: %v, want a conflict", err)
+	}
+	if p := pod("web-2"); p == nil || p.Status.Phase == corev1.PodFailed {
+		t.Errorf("web-2 after stale writes: %+v", p)
+	}
+	if _, err := ts.client.Delete(ctx, pods, "default", "web-2", api.DeleteOptions{Force: true, UID: string(p2.UID)}); err != nil {
+		t.Errorf("delete naming the current incarnation: %v", err)
 	}
 
 	// Cascading delete marks the set; the controller deletes its pods and then the set.
