@@ -197,7 +197,9 @@ type Restored struct {
 // The restored state is the backup's, except for the records of the
 // servers (kind Servers): like the Raft configuration, which Raft keeps,
 // they describe the cluster that is running now, which may not be the
-// one that saved the backup.
+// one that saved the backup. ACL tokens are the backup's overlaid with the
+// running cluster's: a token revoked (or created) since the backup stays
+// so, and the tokens of a lost cluster come back into a new one.
 //
 // Pods keep the generations of their saved assignments. A volume that a
 // newer assignment mounted since refuses them, which keeps two
@@ -216,7 +218,9 @@ func (s *Store) RestoreSnapshot(ctx context.Context, r io.Reader) (Restored, err
 	if !s.IsLeader() {
 		return Restored{}, s.notLeader()
 	}
-	st.objects = withServers(st.objects, s.fsm.cur.Load().objects)
+	cur := s.fsm.cur.Load().objects
+	st.objects = withServers(st.objects, cur)
+	st.objects = overlay(st.objects, cur, Tokens)
 
 	// Raft installs the snapshot at max(meta index, last index)+1, past
 	// a hole in its log; the state says that index too, so View.Index
@@ -275,6 +279,18 @@ func withServers(objects, current *iradix.Tree[Object]) *iradix.Tree[Object] {
 	txn.DeletePrefix(kindPrefix(Servers))
 	it := current.Root().Iterator()
 	it.SeekPrefix(kindPrefix(Servers))
+	for key, obj, ok := it.Next(); ok; key, obj, ok = it.Next() {
+		txn.Insert(key, obj)
+	}
+	return txn.CommitOnly()
+}
+
+// overlay returns objects with every record of kind that current holds
+// put over it; records only objects has are kept.
+func overlay(objects, current *iradix.Tree[Object], kind Kind) *iradix.Tree[Object] {
+	txn := objects.Txn()
+	it := current.Root().Iterator()
+	it.SeekPrefix(kindPrefix(kind))
 	for key, obj, ok := it.Next(); ok; key, obj, ok = it.Next() {
 		txn.Insert(key, obj)
 	}

@@ -237,3 +237,32 @@ func TestRestoreReachesEveryServer(t *testing.T) {
 	applyOps(t, leader.store, "after", put(t, pod("default", "after")))
 	c.converge(leader)
 }
+
+func TestRestoreKeepsTokenChangesSinceTheBackup(t *testing.T) {
+	token := func(id string, revoked bool) *api.Token {
+		tok := &api.Token{ObjectMeta: metav1.ObjectMeta{Name: id}, Spec: api.TokenSpec{Role: api.TokenReadOnly, SecretHash: "h-" + id}}
+		if revoked {
+			now := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			tok.Spec.Revoked = &now
+		}
+		return tok
+	}
+	s := raftstoretest.NewStore(t)
+	applyOps(t, s, "before", put(t, token("kept", false)), put(t, token("later-revoked", false)))
+	data, _ := save(t, s)
+	applyOps(t, s, "after", put(t, token("later-revoked", true)), put(t, token("created-since", false)))
+	if _, err := s.RestoreSnapshot(ctxFor(t, 10*time.Second), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	v := s.View()
+	for id, wantRevoked := range map[string]bool{"kept": false, "later-revoked": true, "created-since": false} {
+		tok, ok := raftstore.GetOf[*api.Token](v, raftstore.Tokens, "", id)
+		if !ok {
+			t.Errorf("token %s missing after restore", id)
+			continue
+		}
+		if (tok.Spec.Revoked != nil) != wantRevoked {
+			t.Errorf("token %s revoked=%v after restore, want %v: a restore must not bring a revoked token back", id, tok.Spec.Revoked != nil, wantRevoked)
+		}
+	}
+}
