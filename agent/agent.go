@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ import (
 	"github.com/stead-io/stead/agent/network"
 	"github.com/stead-io/stead/agent/watchdog"
 	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/volumes"
 )
 
 // Defaults of Config.
@@ -113,9 +115,13 @@ type Config struct {
 	Bridge, NetworkName string
 	// CNIPluginDirs are searched for CNI plugins.
 	CNIPluginDirs []string
-	// Volumes provides claim volumes; DirVolumes under DataDir/volumes
-	// when nil.
+	// Volumes provides claim volumes. When nil: with StorageClasses, a
+	// ClaimVolumes that keeps them with a volumes.Manager under
+	// DataDir/volumes; without, DirVolumes under DataDir/volumes.
 	Volumes VolumeMounter
+	// StorageClasses are the classes claims name (spec.storageClassName),
+	// used when Volumes is nil.
+	StorageClasses volumes.Classes
 	// Logger; nil discards.
 	Logger hclog.Logger
 	// Clock drives the pod lifecycle; the system clock when nil.
@@ -199,7 +205,7 @@ func (c *Config) defaults() error {
 	if c.MaxPods == 0 {
 		c.MaxPods = DefaultMaxPods
 	}
-	if c.Volumes == nil {
+	if c.Volumes == nil && len(c.StorageClasses.List()) == 0 {
 		c.Volumes = DirVolumes{Root: paths{c.DataDir}.volumes()}
 	}
 	return nil
@@ -250,6 +256,11 @@ func New(cfg Config) (*Agent, error) {
 	servers, err := newServerPool(cfg.Servers, api.ClientOptions{TLS: cfg.ServerTLS, Token: cfg.Token})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Volumes == nil {
+		if cfg.Volumes, err = newClaimVolumes(cfg.NodeName, cfg.DataDir, cfg.StorageClasses, servers, cfg.Logger); err != nil {
+			return nil, err
+		}
 	}
 	return &Agent{
 		cfg:     cfg,
@@ -559,6 +570,30 @@ func (a *Agent) retire(w *podWorker) bool {
 	return true
 }
 
+// detachUnused detaches, in the background, the claim volumes attached
+// here that neither an assigned pod nor a sandbox on this node mounts:
+// what pods that went away while no agent ran left attached.
+func (a *Agent) detachUnused(ctx context.Context, cv *ClaimVolumes, pods []*corev1.Pod) {
+	keep := slices.Clone(pods)
+	sbs, err := readSandboxes(a.paths)
+	if err != nil {
+		a.log.Error("read sandboxes to find unused volumes", "error", err)
+		return
+	}
+	for _, p := range sbs {
+		if p != nil {
+			keep = append(keep, p)
+		}
+	}
+	a.workerWG.Add(1)
+	go func() {
+		defer a.workerWG.Done()
+		if err := cv.DetachUnused(ctx, keep); err != nil {
+			a.log.Error("detach unused volumes", "error", err)
+		}
+	}()
+}
+
 // setOwned records the container IDs of a pod name.
 func (a *Agent) setOwned(k podKey, ids []string) {
 	a.mu.Lock()
@@ -591,6 +626,9 @@ func (a *Agent) dispatch(ctx context.Context, pods []*corev1.Pod) {
 	}
 	if !a.running {
 		a.running, a.runCtx = true, ctx
+		if cv, ok := a.cfg.Volumes.(*ClaimVolumes); ok {
+			a.detachUnused(ctx, cv, pods)
+		}
 		keys := make([]podKey, 0, len(a.workers))
 		for k := range a.workers {
 			keys = append(keys, k)

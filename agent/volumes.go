@@ -5,16 +5,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/stead-io/stead/agent/containerd"
+	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/volumes"
 )
 
 // VolumeMounter provides the storage behind a pod's persistent volume
@@ -301,6 +309,300 @@ func unmountAll(dir string) error {
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// Annotations an agent writes on a claim it attached, so that the servers
+// know which node holds its volume (at most one at a time) and whether the
+// volume pins its ordinal to a node.
+const (
+	// AnnotationAttachedNode names the node whose agent attached the
+	// claim's volume; removed when it detaches.
+	AnnotationAttachedNode = "stead.io/attached-node"
+	// AnnotationAttachedGeneration is the pod generation that attached it.
+	AnnotationAttachedGeneration = "stead.io/attached-generation"
+	// AnnotationStorageDriver is the driver of the claim's class (local,
+	// shared, image), recorded when the volume is first made.
+	AnnotationStorageDriver = "stead.io/storage-driver"
+	// annotationSelectedNode pins the claim's ordinal to the node that
+	// holds a volume of a pinned class (scheduler.AnnotationSelectedNode).
+	annotationSelectedNode = "volume.kubernetes.io/selected-node"
+)
+
+// Waiting reasons of a pod whose claim volume could not be mounted.
+const (
+	// ReasonFailedMount: the claim, its class or its volume is unusable.
+	ReasonFailedMount = "FailedMount"
+	// ReasonStaleVolumeGeneration: the volume's fence marker holds a
+	// newer generation than the pod's: a newer incarnation attached it,
+	// so this one must never start.
+	ReasonStaleVolumeGeneration = "StaleVolumeGeneration"
+)
+
+// MountError is a claim volume that could not be mounted, with the
+// waiting reason the pod reports.
+type MountError struct {
+	Reason string
+	Err    error
+}
+
+func (e *MountError) Error() string { return e.Reason + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *MountError) Unwrap() error { return e.Err }
+
+// claimStore reads and writes claims in the replicated state.
+type claimStore interface {
+	// getClaim returns the claim ns/name (an apierrors NotFound when
+	// there is none).
+	getClaim(ctx context.Context, ns, name string) (*corev1.PersistentVolumeClaim, error)
+	// putClaim replaces the claim if its resourceVersion is still the
+	// stored one (a Conflict otherwise).
+	putClaim(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error
+}
+
+var claimsResource, _ = api.LookupResource("persistentvolumeclaims")
+
+// getClaim implements claimStore.
+func (p *serverPool) getClaim(ctx context.Context, ns, name string) (*corev1.PersistentVolumeClaim, error) {
+	c := p.client()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var pvc corev1.PersistentVolumeClaim
+	if _, err := c.Get(rctx, claimsResource, ns, name, &pvc); err != nil {
+		p.failed(c, err)
+		return nil, err
+	}
+	return &pvc, nil
+}
+
+// putClaim implements claimStore.
+func (p *serverPool) putClaim(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	c := p.client()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.Put(rctx, claimsResource, pvc.Namespace, pvc.Name, pvc, nil); err != nil {
+		p.failed(c, err)
+		return err
+	}
+	return nil
+}
+
+// ClaimVolumes is the VolumeMounter of an agent with storage classes: a
+// claim's volume is kept by a volumes.Manager in the class the claim
+// names. Mount creates the volume, attaches it with the pod's generation
+// (the fence marker refuses a stale one) and records the holder on the
+// claim; Unmount removes the pod's subPath mounts, detaches the volume
+// and clears the record.
+type ClaimVolumes struct {
+	mgr     *volumes.Manager
+	classes volumes.Classes
+	node    string
+	claims  claimStore
+	paths   paths
+	log     hclog.Logger
+}
+
+// newClaimVolumes returns the claim volumes of node, kept under
+// dataDir/volumes.
+func newClaimVolumes(node, dataDir string, classes volumes.Classes, claims claimStore, log hclog.Logger) (*ClaimVolumes, error) {
+	mgr, err := volumes.NewManager(volumes.Options{Node: node, Dir: paths{dataDir}.volumes(), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return &ClaimVolumes{mgr: mgr, classes: classes, node: node, claims: claims, paths: paths{dataDir}, log: log.Named("claims")}, nil
+}
+
+// Manager is the volumes.Manager that keeps the volumes.
+func (c *ClaimVolumes) Manager() *volumes.Manager { return c.mgr }
+
+// Mount implements VolumeMounter.
+func (c *ClaimVolumes) Mount(ctx context.Context, pod *corev1.Pod, claim string) (string, error) {
+	pvc, err := c.claims.getClaim(ctx, pod.Namespace, claim)
+	if err != nil {
+		return "", &MountError{Reason: ReasonFailedMount, Err: fmt.Errorf("claim %s/%s: %w", pod.Namespace, claim, err)}
+	}
+	v, err := volumes.FromClaim(pvc, c.classes)
+	if err != nil {
+		return "", &MountError{Reason: ReasonFailedMount, Err: err}
+	}
+	if err := c.mgr.Create(ctx, v); err != nil {
+		return "", &MountError{Reason: ReasonFailedMount, Err: err}
+	}
+	gen := uint64(max(generationOf(pod), 0))
+	hostPath, err := c.mgr.Attach(ctx, v, gen)
+	if errors.Is(err, volumes.ErrStaleGeneration) {
+		return "", &MountError{Reason: ReasonStaleVolumeGeneration, Err: err}
+	}
+	if err != nil {
+		return "", &MountError{Reason: ReasonFailedMount, Err: err}
+	}
+	if err := c.record(ctx, pvc, v, gen); err != nil {
+		return "", &MountError{Reason: ReasonFailedMount, Err: err}
+	}
+	return hostPath, nil
+}
+
+// record writes on the claim that this node holds its volume at gen
+// (status Bound with its capacity, the attached-node and -generation
+// annotations, the class's driver, and for a pinned class the node the
+// ordinal is pinned to), with compare-and-swap on its resourceVersion.
+// An agent whose token may not write claims only logs it: the volume is
+// fenced on its own either way.
+func (c *ClaimVolumes) record(ctx context.Context, pvc *corev1.PersistentVolumeClaim, v volumes.Volume, gen uint64) error {
+	for range 5 {
+		next := attachedClaim(pvc, c.node, v, gen)
+		if next == nil {
+			return nil
+		}
+		err := c.claims.putClaim(ctx, next)
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsForbidden(err):
+			c.log.Warn("cannot record the volume's holder on its claim", "claim", v.String(), "error", err)
+			return nil
+		case !apierrors.IsConflict(err):
+			return fmt.Errorf("record attachment on claim %s: %w", v, err)
+		}
+		if pvc, err = c.claims.getClaim(ctx, pvc.Namespace, pvc.Name); err != nil {
+			return fmt.Errorf("record attachment on claim %s: %w", v, err)
+		}
+	}
+	return fmt.Errorf("record attachment on claim %s: it keeps changing", v)
+}
+
+// attachedClaim returns pvc as it should be once node attached v at gen,
+// or nil when it already is.
+func attachedClaim(pvc *corev1.PersistentVolumeClaim, node string, v volumes.Volume, gen uint64) *corev1.PersistentVolumeClaim {
+	want := map[string]string{
+		AnnotationAttachedNode:       node,
+		AnnotationAttachedGeneration: strconv.FormatUint(gen, 10),
+		AnnotationStorageDriver:      string(v.Class.Driver),
+	}
+	if v.Class.Pinned() && pvc.Annotations[annotationSelectedNode] == "" {
+		want[annotationSelectedNode] = node
+	}
+	changed := pvc.Status.Phase != corev1.ClaimBound
+	for k, val := range want {
+		if pvc.Annotations[k] != val {
+			changed = true
+		}
+	}
+	size := resource.NewQuantity(v.Size, resource.BinarySI)
+	if q, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+		size = &q
+	}
+	if cur, ok := pvc.Status.Capacity[corev1.ResourceStorage]; !ok || cur.Cmp(*size) != 0 {
+		changed = true
+	}
+	if len(pvc.Status.AccessModes) != len(pvc.Spec.AccessModes) {
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	next := pvc.DeepCopy()
+	if next.Annotations == nil {
+		next.Annotations = map[string]string{}
+	}
+	maps.Copy(next.Annotations, want)
+	next.Status.Phase = corev1.ClaimBound
+	next.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: *size}
+	next.Status.AccessModes = slices.Clone(pvc.Spec.AccessModes)
+	return next
+}
+
+// detachedClaim returns pvc without the holder annotations of node at
+// gen, or nil when they are not node's at gen (another node or a newer
+// incarnation holds it, or nobody).
+func detachedClaim(pvc *corev1.PersistentVolumeClaim, node string, gen uint64) *corev1.PersistentVolumeClaim {
+	if pvc.Annotations[AnnotationAttachedNode] != node || pvc.Annotations[AnnotationAttachedGeneration] != strconv.FormatUint(gen, 10) {
+		return nil
+	}
+	next := pvc.DeepCopy()
+	delete(next.Annotations, AnnotationAttachedNode)
+	delete(next.Annotations, AnnotationAttachedGeneration)
+	return next
+}
+
+// Unmount implements VolumeMounter: the pod's containers are dead, so
+// its subPath mounts are removed, then the volume is detached, unless a
+// newer incarnation of the pod attached it meanwhile, and the holder is
+// cleared from the claim.
+func (c *ClaimVolumes) Unmount(ctx context.Context, pod *corev1.Pod, claim string) error {
+	sb := sandboxID(keyOf(pod), incarnationOf(pod))
+	if err := volumes.CleanStaging(filepath.Join(c.paths.sandbox(sb), "subpaths")); err != nil {
+		return err
+	}
+	gen := uint64(max(generationOf(pod), 0))
+	as, err := c.mgr.Attachments()
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if a.Volume.Namespace != pod.Namespace || a.Volume.Name != claim || a.Gen > gen {
+			continue
+		}
+		if err := c.detach(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// detach detaches an attachment and clears it from its claim.
+func (c *ClaimVolumes) detach(ctx context.Context, a volumes.Attachment) error {
+	if err := c.mgr.Detach(ctx, a.Volume); err != nil {
+		return err
+	}
+	for range 5 {
+		pvc, err := c.claims.getClaim(ctx, a.Volume.Namespace, a.Volume.Name)
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("clear attachment of claim %s: %w", a.Volume, err)
+		}
+		next := detachedClaim(pvc, c.node, a.Gen)
+		if next == nil {
+			return nil
+		}
+		err = c.claims.putClaim(ctx, next)
+		switch {
+		case err == nil, apierrors.IsNotFound(err), apierrors.IsForbidden(err):
+			return nil
+		case !apierrors.IsConflict(err):
+			return fmt.Errorf("clear attachment of claim %s: %w", a.Volume, err)
+		}
+	}
+	return fmt.Errorf("clear attachment of claim %s: it keeps changing", a.Volume)
+}
+
+// DetachUnused detaches the volumes attached here whose claims no pod in
+// pods (the node's assignments) mounts: what a pod that went away while
+// no agent ran left attached. Volumes still in use report ErrBusy.
+func (c *ClaimVolumes) DetachUnused(ctx context.Context, pods []*corev1.Pod) error {
+	used := map[podKey]bool{}
+	for _, p := range pods {
+		for _, v := range p.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				used[podKey{p.Namespace, v.PersistentVolumeClaim.ClaimName}] = true
+			}
+		}
+	}
+	as, err := c.mgr.Attachments()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, a := range as {
+		if used[podKey{a.Volume.Namespace, a.Volume.Name}] {
+			continue
+		}
+		c.log.Info("detaching the volume of a pod that is gone", "claim", a.Volume.String(), "gen", a.Gen)
+		errs = append(errs, c.detach(ctx, a))
 	}
 	return errors.Join(errs...)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/stead-io/stead/agent/containerd"
 	"github.com/stead-io/stead/agent/network"
 	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/volumes"
 )
 
 // agentOptions are the flags of `stead agent` (and the agent of `stead dev`).
@@ -40,8 +41,10 @@ type agentOptions struct {
 	netnsDir      string
 	bridge        string
 	cniNetwork    string
-	logLevel      string
-	logJSON       bool
+	// storageClasses are --storage-class specs (volumes.ParseClass).
+	storageClasses []string
+	logLevel       string
+	logJSON        bool
 	// watchdog starts the node's self-fencing watchdog process.
 	watchdog bool
 }
@@ -125,7 +128,12 @@ func (o *agentOptions) addFlags(cmd *cobra.Command, defaultNode, defaultDataDir 
 	f.StringVar(&o.netnsDir, "netns-dir", agent.DefaultNetNSDir, "directory of the pods' network namespaces")
 	f.StringVar(&o.bridge, "bridge", network.DefaultBridge, "name of the pods' bridge")
 	f.StringVar(&o.cniNetwork, "cni-network", network.DefaultNetworkName, "name of the pods' CNI network (names its IP allocations and iptables chains)")
+	f.StringArrayVar(&o.storageClasses, "storage-class", nil, `storage class of volume claims, NAME=DRIVER[:ROOT][,default][,shared] with DRIVER local, shared or image (repeatable; default "`+defaultStorageClass+`": volumes under the data dir)`)
 }
+
+// defaultStorageClass is the class of an agent given no --storage-class:
+// local volumes under its data directory, for claims that name no class.
+const defaultStorageClass = "local=local,default"
 
 // config turns the flags into an agent configuration.
 func (o *agentOptions) config(token string) (agent.Config, error) {
@@ -148,6 +156,15 @@ func (o *agentOptions) config(token string) (agent.Config, error) {
 	if cfg.NodeName == "" {
 		return cfg, errors.New("--node-name is empty and the host has no name; set --node-name")
 	}
+	specs := o.storageClasses
+	if len(specs) == 0 {
+		specs = []string{defaultStorageClass}
+	}
+	classes, err := volumes.ParseClasses(specs)
+	if err != nil {
+		return cfg, fmt.Errorf("--storage-class: %w", err)
+	}
+	cfg.StorageClasses = classes
 	labels, err := parseLabels(o.labels)
 	if err != nil {
 		return cfg, err
