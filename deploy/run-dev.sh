@@ -33,6 +33,9 @@ for try in $(seq 1 50); do
 done
 "$stead" get statefulsets,services,pods
 echo
-echo "Stead is running (API $STEAD_ADDR, state in $data_dir). Try: $stead get pods --watch"
+echo "Stead is running (API $STEAD_ADDR, state in $data_dir). Try:"
+echo "  $stead get pods -o wide --watch"
+echo "  $stead exec web-0 -- /webserver get http://web-1.nginx/"
+echo "  dig @127.0.0.1 -p 7453 web-0.nginx.default.svc.cluster.local"
 echo "Press Ctrl-C to stop."
 wait "$dev"
