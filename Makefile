@@ -1,13 +1,14 @@
 # Stead's build. `make run` starts a one-machine cluster with the example
 # StatefulSet; `make test` runs every test (as root for the integration tests).
 
-GO      ?= go
+# sudo resets PATH: fall back to the usual install location of Go.
+GO      ?= $(shell command -v go || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 DATA_DIR ?= ./stead-data
 
-.PHONY: all build test vet unit run deps fuzz clean example-image
+.PHONY: all build test vet unit run deps fuzz clean example-image bench
 
 all: build
 
@@ -41,6 +42,11 @@ test: vet
 ## unit: the tests that need neither root nor system packages
 unit:
 	CGO_ENABLED=1 $(GO) test -short -race ./...
+
+## bench: every benchmark against its baseline in the same run; writes bench/RESULTS.md
+## (BENCH_QUICK=1 for a smoke run, BENCH_ONLY="raft dns" for a part)
+bench: build
+	bench/run.sh
 
 ## fuzz: each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
