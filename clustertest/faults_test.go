@@ -16,6 +16,36 @@ import (
 	"github.com/stead-io/stead/scheduler"
 )
 
+// checked is a test that counts its violations: each failed check
+// (Errorf, Fatalf) is one.
+type checked struct {
+	*testing.T
+	violations int
+}
+
+func newChecked(t *testing.T) *checked { return &checked{T: t} }
+
+// Errorf records a violation and fails the test.
+func (c *checked) Errorf(format string, args ...any) {
+	c.Helper()
+	c.violations++
+	c.T.Errorf(format, args...)
+}
+
+// Fatalf records a violation and stops the test.
+func (c *checked) Fatalf(format string, args ...any) {
+	c.Helper()
+	c.violations++
+	c.T.Fatalf(format, args...)
+}
+
+// Fatal records a violation and stops the test.
+func (c *checked) Fatal(args ...any) {
+	c.Helper()
+	c.violations++
+	c.T.Fatal(args...)
+}
+
 // Lease timings the servers and agents run with.
 const (
 	leaseTTL   = scheduler.DefaultLeaseTTL
@@ -28,9 +58,9 @@ const (
 
 // setup starts a cluster, deploys three journal writers and starts the
 // client that writes through every server in turn.
-func setup(t *testing.T) (*Cluster, Workload, *History, func()) {
+func setup(t *checked) (*Cluster, Workload, *History, func()) {
 	t.Helper()
-	c := startCluster(t, Options{})
+	c := startCluster(t.T, Options{})
 	w := Workload{Name: "jw", Replicas: 3}
 	if err := c.Deploy(w, rolloutMax); err != nil {
 		t.Fatalf("deploy: %v", err)
@@ -45,7 +75,7 @@ func setup(t *testing.T) (*Cluster, Workload, *History, func()) {
 
 // checkWatchdogs reports the agents without a running watchdog: their
 // pods outlive them unfenced (RELIABILITY R3).
-func checkWatchdogs(t *testing.T, c *Cluster, agents ...string) {
+func checkWatchdogs(t *checked, c *Cluster, agents ...string) {
 	t.Helper()
 	for _, a := range agents {
 		pid, ok, err := watchdog.Running(watchdog.PathsIn(c.agentDir(a)).PidFile)
@@ -64,7 +94,7 @@ func checkWatchdogs(t *testing.T, c *Cluster, agents ...string) {
 // verify stops the writer and applies the checkers: C4 (bounded), C1
 // (journals and samples), C3 (state hashes, acknowledged writes, then Log
 // Matching, which stops the servers).
-func verify(t *testing.T, c *Cluster, w Workload, h *History, stopWriter func()) {
+func verify(t *checked, c *Cluster, w Workload, h *History, stopWriter func()) {
 	t.Helper()
 	stopWriter()
 	counts := h.Counts()
@@ -89,7 +119,7 @@ func verify(t *testing.T, c *Cluster, w Workload, h *History, stopWriter func())
 
 // checkC1 fails the test on every C1 violation; strict-mode coexistences
 // are only logged.
-func checkC1(t *testing.T, c *Cluster, w Workload) C1Result {
+func checkC1(t *checked, c *Cluster, w Workload) C1Result {
 	t.Helper()
 	res, err := c.CheckC1(w, false)
 	if err != nil {
@@ -117,15 +147,16 @@ func checkC1(t *testing.T, c *Cluster, w Workload) C1Result {
 		if i == 8 {
 			break
 		}
-		t.Errorf("C1: %s", s)
+		t.T.Errorf("C1: %s", s)
 	}
-	t.Errorf("C1: %d violations: journal %v, %d sampler", len(v), rules, len(res.Samples))
+	t.violations += len(v)
+	t.T.Errorf("C1: %d violations: journal %v, %d sampler", len(v), rules, len(res.Samples))
 	return res
 }
 
 // rollout changes the workload's revision and waits until the controller
 // has seen it (the update revision differs from the current one).
-func rollout(t *testing.T, c *Cluster, w *Workload) {
+func rollout(t *checked, c *Cluster, w *Workload) {
 	t.Helper()
 	w.Revision++
 	if err := c.ApplyWorkload(*w); err != nil {
@@ -152,7 +183,7 @@ func rollout(t *testing.T, c *Cluster, w *Workload) {
 // killLeaderDuringRollout is one round of T1: start a rollout, kill -9 the
 // leader while it runs, restart it after down, wait for the rollout to
 // complete.
-func killLeaderDuringRollout(t *testing.T, c *Cluster, w *Workload, down time.Duration) {
+func killLeaderDuringRollout(t *checked, c *Cluster, w *Workload, down time.Duration) {
 	t.Helper()
 	rollout(t, c, w)
 	leader, err := c.WaitLeader(30*time.Second, "")
@@ -177,7 +208,7 @@ func killLeaderDuringRollout(t *testing.T, c *Cluster, w *Workload, down time.Du
 // killFollower is T2 (normal): kill -9 a follower, keep it down while the
 // writes go on, restart it; it must catch up (state hash at the same
 // index as the others).
-func killFollower(t *testing.T, c *Cluster, down time.Duration) {
+func killFollower(t *checked, c *Cluster, down time.Duration) {
 	t.Helper()
 	leader, err := c.WaitLeader(30*time.Second, "")
 	if err != nil {
@@ -300,7 +331,7 @@ func waitMoved(c *Cluster, w Workload, victim string, ords []int, t0 time.Time, 
 // checkNotEarly fails the test for every ordinal bound elsewhere earlier
 // than R2 allows: the lease and the fence margin after the victim's last
 // heartbeat, which came at most one heartbeat interval before t0.
-func checkNotEarly(t *testing.T, f failover) {
+func checkNotEarly(t *checked, f failover) {
 	t.Helper()
 	earliest := freeAfter - heartbeat
 	for ord, at := range f.bound {
@@ -316,7 +347,7 @@ func checkNotEarly(t *testing.T, f failover) {
 // lapses; the leader frees them only after the lease and the fence margin,
 // and they start elsewhere. Then the agent restarts and must run nothing
 // stale.
-func killAgent(t *testing.T, c *Cluster, w Workload, victim string) failover {
+func killAgent(t *checked, c *Cluster, w Workload, victim string) failover {
 	t.Helper()
 	ords := c.OrdinalsOn(victim)
 	t0 := time.Now()
@@ -337,7 +368,7 @@ func killAgent(t *testing.T, c *Cluster, w Workload, victim string) failover {
 // isolateAgent pauses (SIGSTOP) or cuts off (nft, from every server) an
 // agent for d, watching its ordinals move meanwhile, then resumes or heals
 // it.
-func isolateAgent(t *testing.T, c *Cluster, w Workload, victim string, d time.Duration, pause bool) failover {
+func isolateAgent(t *checked, c *Cluster, w Workload, victim string, d time.Duration, pause bool) failover {
 	t.Helper()
 	ords := c.OrdinalsOn(victim)
 	t0 := time.Now()
@@ -361,7 +392,7 @@ func isolateAgent(t *testing.T, c *Cluster, w Workload, victim string, d time.Du
 // partitionLeader is T6: cut the leader off from the other servers for at
 // least cut and until they elected another leader; the old one must step
 // down meanwhile. Then heal.
-func partitionLeader(t *testing.T, c *Cluster, cut time.Duration) {
+func partitionLeader(t *checked, c *Cluster, cut time.Duration) {
 	t.Helper()
 	leader, err := c.WaitLeader(30*time.Second, "")
 	if err != nil {

@@ -13,7 +13,8 @@ import (
 // rollouts and restarts it after 1, 2 and 3 s: every rollout completes,
 // no acknowledged write is lost, no ordinal runs twice, the servers'
 // logs and states agree.
-func TestT1KillLeaderDuringRollout(t *testing.T) {
+func TestT1KillLeaderDuringRollout(tt *testing.T) {
+	t := newChecked(tt)
 	c, w, h, stop := setup(t)
 	for _, down := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
 		killLeaderDuringRollout(t, c, &w, down)
@@ -23,7 +24,8 @@ func TestT1KillLeaderDuringRollout(t *testing.T) {
 
 // TestT2KillFollower kills -9 a follower and restarts it after 5 s of
 // writes: it catches up, and the checkers hold.
-func TestT2KillFollower(t *testing.T) {
+func TestT2KillFollower(tt *testing.T) {
+	t := newChecked(tt)
 	c, w, h, stop := setup(t)
 	killFollower(t, c, 5*time.Second)
 	verify(t, c, w, h, stop)
@@ -34,7 +36,8 @@ func TestT2KillFollower(t *testing.T) {
 // the fence margin, are they freed and started elsewhere (the time from
 // the kill to Running elsewhere is logged). Restarted, the agent runs
 // nothing stale. No ordinal ever runs twice.
-func TestT3KillAgent(t *testing.T) {
+func TestT3KillAgent(tt *testing.T) {
+	t := newChecked(tt)
 	c, w, h, stop := setup(t)
 	checkWatchdogs(t, c, c.Agents()...)
 	victim, ords := busiestAgent(c)
@@ -49,7 +52,8 @@ func TestT3KillAgent(t *testing.T) {
 // 1.5 × (lease + fence margin), so that its ordinals are freed while it
 // is paused, then resumes it: its pods were stopped by its watchdog, it
 // starts nothing stale, no ordinal ever runs twice.
-func TestT4PauseAgent(t *testing.T) {
+func TestT4PauseAgent(tt *testing.T) {
+	t := newChecked(tt)
 	c, w, h, stop := setup(t)
 	checkWatchdogs(t, c, c.Agents()...)
 	victim, _ := busiestAgent(c)
@@ -61,7 +65,8 @@ func TestT4PauseAgent(t *testing.T) {
 // every server (nft) for 1.5 × (lease + fence margin): it fences itself,
 // its ordinals move after the margin, and once healed it runs nothing
 // stale.
-func TestT8PartitionAgent(t *testing.T) {
+func TestT8PartitionAgent(tt *testing.T) {
+	t := newChecked(tt)
 	c, w, h, stop := setup(t)
 	checkWatchdogs(t, c, c.Agents()...)
 	victim, _ := busiestAgent(c)
@@ -73,7 +78,8 @@ func TestT8PartitionAgent(t *testing.T) {
 // least twice the election timeout (and until they elect another leader),
 // then heals: the old leader stepped down, no acknowledged write is lost,
 // the logs and states agree, the workload is untouched.
-func TestT6PartitionLeader(t *testing.T) {
+func TestT6PartitionLeader(tt *testing.T) {
+	t := newChecked(tt)
 	c, w, h, stop := setup(t)
 	partitionLeader(t, c, 5*time.Second)
 	verify(t, c, w, h, stop)

@@ -42,7 +42,7 @@ func (c *Cluster) CheckC1(w Workload, fenced bool) (C1Result, error) {
 	}
 	samples := c.Sampler.Samples()
 	res := C1Result{
-		Journal: CheckJournals(journals, samples, fenced),
+		Journal: CheckJournals(journals, fenced),
 		Samples: CheckSamples(samples, journals, false),
 		Strict:  CheckSamples(samples, journals, true),
 	}
