@@ -325,6 +325,9 @@ const (
 	// AnnotationStorageDriver is the driver of the claim's class (local,
 	// shared, image), recorded when the volume is first made.
 	AnnotationStorageDriver = "stead.io/storage-driver"
+	// AnnotationStorageShared is "true" on a claim of an image class on
+	// a shared root: its volume follows its ordinal to any node.
+	AnnotationStorageShared = "stead.io/storage-shared"
 	// annotationSelectedNode pins the claim's ordinal to the node that
 	// holds a volume of a pinned class (scheduler.AnnotationSelectedNode).
 	annotationSelectedNode = "volume.kubernetes.io/selected-node"
@@ -480,6 +483,9 @@ func attachedClaim(pvc *corev1.PersistentVolumeClaim, node string, v volumes.Vol
 		AnnotationAttachedNode:       node,
 		AnnotationAttachedGeneration: strconv.FormatUint(gen, 10),
 		AnnotationStorageDriver:      string(v.Class.Driver),
+	}
+	if v.Class.Driver == volumes.DriverImage && v.Class.Shared {
+		want[AnnotationStorageShared] = "true"
 	}
 	if v.Class.Pinned() && pvc.Annotations[annotationSelectedNode] == "" {
 		want[annotationSelectedNode] = node

@@ -35,8 +35,33 @@ func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time
 	in.Claims = raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "")
 	res := Place(in)
 
+	// A claim's volume is used by one node at a time: a pod whose claim is
+	// still attached to another node that is not fenced waits, Pending,
+	// until that node's agent detached it or the node is fenced.
+	claims := IndexClaims(in.Claims)
+	fenced := c.nodeFenced(in.Nodes)
 	var ops []raftstore.Op
+	changed := map[[2]string]bool{}
 	for _, a := range res.Assignments {
+		if msg := HeldElsewhere(pods[a.Pod], a.Node, claims, fenced); msg != "" {
+			res.Unschedulable = append(res.Unschedulable, Unschedulable{Pod: a.Pod, Reason: ReasonVolumeAttached, Message: msg})
+			continue
+		}
+		// The binding pins the claims of node-local volumes to the node and
+		// forgets holders that are fenced, in the same transaction.
+		for _, pvc := range BoundClaims(pods[a.Pod], a.Node, claims, fenced) {
+			key := [2]string{pvc.Namespace, pvc.Name}
+			if changed[key] {
+				continue
+			}
+			changed[key] = true
+			op, err := PutOp(raftstore.PersistentVolumeClaims, pvc, Version(pvc))
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
+			c.log.Info("claim follows its pod's binding", "claim", pvc.Namespace+"/"+pvc.Name, "node", a.Node, "pinned", pvc.Annotations[AnnotationSelectedNode])
+		}
 		pod := pods[a.Pod].DeepCopy()
 		pod.Spec.NodeName = a.Node
 		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, now)
@@ -72,6 +97,14 @@ func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time
 		c.metrics.placements.Add(float64(len(res.Assignments)))
 	}
 	return err
+}
+
+// nodeFenced is the Failover rule for nodes, with this leader's leases.
+func (c *Controller) nodeFenced(nodes []*corev1.Node) func(string) bool {
+	if c.leases == nil {
+		return nodeFenced(nodes, func(string) time.Duration { return 0 }, 0, 0)
+	}
+	return nodeFenced(nodes, c.leases.Age, c.leases.TTL(), c.fenceMargin)
 }
 
 // setPodCondition sets condition want on pod (a copy the caller owns) and
