@@ -59,7 +59,7 @@ if [ "$QUICK" = 1 ]; then
 else
 	mode=full
 	raft_args=(-duration 5s -rounds 3)
-	place_args=(-agents 1000,5000 -timeout 4m -follower-agents 1000)
+	place_args=(-agents 1000,5000 -timeout 3m -follower-agents 1000)
 	dns_args=(-duration 10s -rounds 3)
 fi
 
@@ -73,7 +73,7 @@ run_one() {
 		cmd=("$out/bin/benchraft" -stead "$out/bin/stead" -dir "$out/raft" "${raft_args[@]}")
 		;;
 	placement)
-		limit=900
+		limit=840
 		cmd=("$out/bin/benchplace" -server "$out/bin/benchserver" -dir "$out/placement" "${place_args[@]}")
 		;;
 	dns)

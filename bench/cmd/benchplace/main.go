@@ -120,6 +120,9 @@ func run(o options) error {
 		}
 		fo := o
 		fo.watchFollower = fr.onFollower
+		if diagnostic {
+			fo.timeout = min(o.timeout, 2*time.Minute)
+		}
 		rows, err := place(fo, fr.n, name)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
