@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -329,4 +332,29 @@ func CompareLogs(logs []LogRange) (mismatches []string, from, to uint64) {
 		}
 	}
 	return mismatches, from, to
+}
+
+// electionWon matches hashicorp/raft's log line of a won election.
+var electionWon = regexp.MustCompile(`election won: term=(\d+)`)
+
+// ElectionsWon reads the servers' logs (server → its log) and returns, for
+// every term, the servers that logged winning its election, sorted. It is
+// pure.
+func ElectionsWon(logs map[string]string) map[uint64][]string {
+	out := map[uint64][]string{}
+	for s, log := range logs {
+		for _, m := range electionWon.FindAllStringSubmatch(log, -1) {
+			term, err := strconv.ParseUint(m[1], 10, 64)
+			if err != nil {
+				continue
+			}
+			if !slices.Contains(out[term], s) {
+				out[term] = append(out[term], s)
+			}
+		}
+	}
+	for _, servers := range out {
+		sort.Strings(servers)
+	}
+	return out
 }

@@ -363,6 +363,25 @@ func TestUnescapeMount(t *testing.T) {
 	}
 }
 
+func TestElectionsWon(t *testing.T) {
+	logs := map[string]string{
+		"s1": "x [INFO]  stead.raft.raft: election won: term=2 tally=2\ny [INFO]  stead.raft.raft: entering leader state\n" +
+			"z [INFO]  stead.raft.raft: election won: term=5 tally=2\n",
+		"s2": "a [INFO]  stead.raft.raft: election won: term=3 tally=2\nb [INFO]  stead.raft.raft: election won: term=5 tally=3\n",
+		"s3": "no elections here\n",
+	}
+	got := ElectionsWon(logs)
+	want := map[uint64][]string{2: {"s1"}, 3: {"s2"}, 5: {"s1", "s2"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for term, servers := range want {
+		if !slices.Equal(got[term], servers) {
+			t.Errorf("term %d: got %v, want %v", term, got[term], servers)
+		}
+	}
+}
+
 func atoi(t *testing.T, s string) int {
 	t.Helper()
 	n, err := strconv.Atoi(s)

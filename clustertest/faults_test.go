@@ -115,6 +115,9 @@ func verify(t *checked, c *Cluster, w Workload, h *History, stopWriter func()) {
 	if err := c.CheckLogMatching(); err != nil {
 		t.Errorf("C3 log matching: %v", err)
 	}
+	if err := c.CheckLeadersPerTerm(); err != nil {
+		t.Errorf("C3: %v", err)
+	}
 }
 
 // checkC1 fails the test on every C1 violation; strict-mode coexistences

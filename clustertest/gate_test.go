@@ -49,15 +49,18 @@ func TestT3KillAgent(tt *testing.T) {
 }
 
 // TestT4PauseAgent pauses (SIGSTOP) the agent that runs most ordinals for
-// 1.5 × (lease + fence margin), so that its ordinals are freed while it
-// is paused, then resumes it: its pods were stopped by its watchdog, it
-// starts nothing stale, no ordinal ever runs twice.
+// three leases, then resumes it (SIGCONT). The pause outlasts the lease
+// and fence margin, so its ordinals move meanwhile, and the watchdog's
+// kill plus the restart back-off of the killed container (10 s), so that
+// an agent that restarts what its watchdog killed before it re-reads its
+// assignments is caught. No ordinal may ever run twice; resumed, the agent
+// runs nothing stale.
 func TestT4PauseAgent(tt *testing.T) {
 	t := newChecked(tt)
 	c, w, h, stop := setup(t)
 	checkWatchdogs(t, c, c.Agents()...)
 	victim, _ := busiestAgent(c)
-	isolateAgent(t, c, w, victim, freeAfter*3/2, true)
+	isolateAgent(t, c, w, victim, 3*leaseTTL, true)
 	verify(t, c, w, h, stop)
 }
 

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -111,8 +113,32 @@ func (c *Cluster) ReadLogs() ([]LogRange, error) {
 	return out, nil
 }
 
-// readLog reads a raft-boltdb log store read-only.
+// checkBolt runs bbolt's consistency check over a database, read-only
+// (C5 storage integrity).
+func checkBolt(path string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var errs []error
+	db.View(func(tx *bbolt.Tx) error {
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	if len(errs) > 0 {
+		return fmt.Errorf("bbolt check of %s: %w", path, errors.Join(errs...))
+	}
+	return nil
+}
+
+// readLog checks a raft-boltdb log store and reads it, read-only.
 func readLog(server, path string) (LogRange, error) {
+	if err := checkBolt(path); err != nil {
+		return LogRange{}, fmt.Errorf("%s: %w", server, err)
+	}
 	st, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second}})
 	if err != nil {
 		return LogRange{}, fmt.Errorf("open %s of %s: %w", path, server, err)
@@ -156,9 +182,35 @@ func (c *Cluster) CheckLogMatching() error {
 			ranges = append(ranges, fmt.Sprintf("%s %d..%d", l.Server, l.Entries[0].Index, l.Entries[len(l.Entries)-1].Index))
 		}
 	}
-	c.Logf("C3: logs %s; compared %d..%d, %d mismatches", strings.Join(ranges, ", "), from, to, len(mism))
+	c.Logf("C3: logs %s (bbolt check passed); compared %d..%d, %d mismatches", strings.Join(ranges, ", "), from, to, len(mism))
 	if len(mism) > 0 {
 		return fmt.Errorf("raft logs diverge:\n%s", strings.Join(mism, "\n"))
+	}
+	return nil
+}
+
+// CheckLeadersPerTerm is C3's "one leader per term" over the servers'
+// own logs: no two servers won the election of one term.
+func (c *Cluster) CheckLeadersPerTerm() error {
+	logs := map[string]string{}
+	for _, s := range c.servers {
+		b, err := os.ReadFile(c.logPath(s))
+		if err != nil {
+			return err
+		}
+		logs[s] = string(b)
+	}
+	won := ElectionsWon(logs)
+	var bad []string
+	for term, servers := range won {
+		if len(servers) > 1 {
+			bad = append(bad, fmt.Sprintf("term %d won by %v", term, servers))
+		}
+	}
+	sort.Strings(bad)
+	c.Logf("C3: %d elections won, by term: %v", len(won), won)
+	if len(bad) > 0 {
+		return fmt.Errorf("two leaders in one term: %s", strings.Join(bad, "; "))
 	}
 	return nil
 }
