@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/scheduler/httpapi"
 )
 
 // Client talks to one server's HTTP API from the harness's own namespace
@@ -165,7 +166,7 @@ func (c *Client) StateHash(ctx context.Context) (FSMHash, error) {
 		return FSMHash{}, &StatusError{Code: resp.StatusCode}
 	}
 	idx, _ := strconv.ParseUint(resp.Header.Get(api.HeaderIndex), 10, 64)
-	sum := resp.Header.Get("X-Stead-Snapshot-Sha256")
+	sum := resp.Header.Get(httpapi.HeaderSnapshotSHA256)
 	if sum == "" || idx == 0 {
 		return FSMHash{}, fmt.Errorf("snapshot of %s: no index or checksum in the answer", c.Server)
 	}

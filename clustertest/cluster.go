@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -162,10 +161,7 @@ func Start(t testing.TB, bins Binaries, opts Options) *Cluster {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var seed [8]byte
-	rand.Read(seed[:])
-	rng := mrand.New(mrand.NewPCG(uint64(seed[0])<<8|uint64(seed[1]), 1))
-	subnet, err := pickSubnet(ctx, rng)
+	subnet, err := pickSubnet(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

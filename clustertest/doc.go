@@ -20,7 +20,18 @@
 // workload every 100 ms from /proc; a History records the API operations
 // of a test client with monotonic times. Checkers over what they recorded
 // are pure functions (CheckJournals, CheckSamples, CheckLiveness,
-// CompareLogs, CompareFSM); the Cluster methods Check* gather their input.
+// CompareLogs, CompareFSM, ElectionsWon); the Cluster methods CheckC1,
+// WaitLive, WaitFSMConverged, CheckAcked, CheckLogMatching and
+// CheckLeadersPerTerm gather their input.
+//
+// The workload is a StatefulSet of journal-writer processes
+// (volumes/journalwriter), each appending to its own volume's journal on
+// a tmpfs that every agent sees (Cluster.SharedRoot). The harness creates
+// the volumes with the volumes package; the pods reach them through a
+// hostPath volume, so no agent raises their fence markers, and a handover
+// between writers shows in the journal without the unmount or fence
+// record that CheckJournal wants (see CheckJournals' fenced argument).
+// Options.AgentArgs can hand the shared root to the agents.
 //
 // Everything needs root; Start skips the test otherwise. Every process,
 // mount and namespace the harness made is removed when the test ends.

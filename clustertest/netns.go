@@ -74,7 +74,7 @@ func runIn(ctx context.Context, stdin []byte, name string, args ...string) (stri
 // pickSubnet returns 10.99.R.0/24 for a random R that no route or address
 // of this (root) namespace overlaps. It lives only inside the cluster's
 // namespaces, so two clusters may use the same one.
-func pickSubnet(ctx context.Context, rng *rand.Rand) (netip.Prefix, error) {
+func pickSubnet(ctx context.Context) (netip.Prefix, error) {
 	routes, err := run(ctx, "ip", "-4", "route", "show", "table", "all")
 	if err != nil {
 		return netip.Prefix{}, err
@@ -90,7 +90,7 @@ func pickSubnet(ctx context.Context, rng *rand.Rand) (netip.Prefix, error) {
 		}
 	}
 	for range 100 {
-		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 99, byte(1 + rng.IntN(250)), 0}), 24)
+		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 99, byte(1 + rand.IntN(250)), 0}), 24)
 		free := true
 		for _, u := range used {
 			if u.Overlaps(cand) && u.Bits() > 0 {
