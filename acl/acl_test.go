@@ -119,9 +119,12 @@ func TestAuthenticate(t *testing.T) {
 
 // state is a cluster of two nodes' pods and events.
 type state struct {
-	pods   map[string]string // ns/name -> node
-	events map[string]string // ns/name -> source host
+	pods   map[string]string   // ns/name -> node
+	events map[string]string   // ns/name -> source host
+	claims map[string][]string // ns/name -> nodes of the pods that mount it
 }
+
+func (s state) ClaimNodes(ns, name string) []string { return s.claims[ns+"/"+name] }
 
 func (s state) PodNode(ns, name string) (string, bool) {
 	n, ok := s.pods[ns+"/"+name]
@@ -146,6 +149,7 @@ func TestAuthorize(t *testing.T) {
 			"default/web-0": "node-a", "default/web-1": "node-b", "default/web-2": "",
 		},
 		events: map[string]string{"default/web-1.b1": "node-b", "default/web-0.a1": "node-a"},
+		claims: map[string][]string{"default/www-web-0": {"node-a"}, "default/www-web-1": {"node-b"}},
 	}
 	mgmt := token("m1", api.TokenManagement, "", "")
 	ro := token("r1", api.TokenReadOnly, "", "")
@@ -192,6 +196,13 @@ func TestAuthorize(t *testing.T) {
 		{"tls: server of another cluster joins", tlsOnly, acl.Caller{Cert: otherServer}, post, "/v1/join", nil, n403},
 		{"tls: server joins", tlsOnly, acl.Caller{Cert: serverCert}, post, "/v1/join", nil, ok},
 		{"tls: client writes without ACLs", tlsOnly, acl.Caller{Cert: clientCert}, post, "/v1/apply", nil, ok},
+
+		// Claims: an agent reads any, writes only those its own pods mount.
+		{"agent reads a claim", aclOn, acl.Caller{Token: agentA}, get, "/v1/namespaces/default/persistentvolumeclaims/www-web-1", nil, ok},
+		{"agent records holding its pod's claim", aclOn, acl.Caller{Token: agentA}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-0", nil, ok},
+		{"agent writes another node's claim", aclOn, acl.Caller{Token: agentA}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-1", nil, n403},
+		{"agent writes a claim no pod mounts", aclOn, acl.Caller{Token: agentA}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-9", nil, n403},
+		{"agent deletes a claim", aclOn, acl.Caller{Token: agentA}, del, "/v1/namespaces/default/persistentvolumeclaims/www-web-0", nil, n403},
 
 		// Open to anyone.
 		{"health", aclOn, acl.Caller{}, get, "/v1/health", nil, ok},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -95,6 +96,8 @@ type State interface {
 	// EventHost returns the source host of event ns/name and whether the
 	// event exists.
 	EventHost(ns, name string) (host string, exists bool)
+	// ClaimNodes returns the nodes of the pods that mount claim ns/name.
+	ClaimNodes(ns, name string) []string
 }
 
 // Policy is how a server checks requests.
@@ -249,6 +252,8 @@ func AgentRule(node string, r Request, st State, token string) Decision {
 			is(p, "v1", "*", "*") && (p[1] == "namespaces" || p[1] == "nodes"),
 			is(p, "v1", "namespaces", "*", "*") && (p[3] == "pods" || p[3] == "services"),
 			is(p, "v1", "namespaces", "*", "*", "*") && (p[3] == "pods" || p[3] == "services"),
+			// A node mounts the volumes of its pods: it reads their claims.
+			is(p, "v1", "namespaces", "*", "persistentvolumeclaims", "*"),
 			is(p, "v1", "namespaces", "*", "pods", "*", "status"):
 			return allow
 		}
@@ -264,6 +269,13 @@ func AgentRule(node string, r Request, st State, token string) Decision {
 			return ownPod(node, p[2], p[4], st, refuse, "report the status of")
 		case is(p, "v1", "namespaces", "*", "events", "*"):
 			return agentEvent(node, p[2], p[4], r.Event, st, refuse)
+		case is(p, "v1", "namespaces", "*", "persistentvolumeclaims", "*"):
+			// A node records that it holds a claim's volume only for a
+			// claim one of its own pods mounts.
+			if !slices.Contains(st.ClaimNodes(p[2], p[4]), node) {
+				return refuse("it may not write claim %s/%s, which no pod on node %s mounts", p[2], p[4], node)
+			}
+			return allow
 		}
 	case http.MethodPost:
 		if is(p, "v1", "nodes", "*", "heartbeat") {

@@ -447,7 +447,14 @@ func (w *podWorker) startAttempt(ctx context.Context, pod *corev1.Pod, sb string
 		return false, r.retryAt
 	}
 	configFailed := func(err error) (bool, time.Time) {
-		w.waiting[c.Name] = &waitingView{Reason: reasonCreateConfig, Message: err.Error()}
+		reason := reasonCreateConfig
+		// A volume that refuses the pod says why itself: FailedMount,
+		// StaleVolumeGeneration.
+		var me *MountError
+		if errors.As(err, &me) && me.Reason != "" {
+			reason = me.Reason
+		}
+		w.waiting[c.Name] = &waitingView{Reason: reason, Message: err.Error()}
 		w.event(pod, corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
 		return false, w.backoff(createKey, err.Error(), now)
 	}

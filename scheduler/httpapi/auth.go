@@ -175,6 +175,21 @@ func (s viewState) PodNode(ns, name string) (string, bool) {
 	return pod.Spec.NodeName, true
 }
 
+func (s viewState) ClaimNodes(ns, name string) []string {
+	var nodes []string
+	for _, pod := range raftstore.ListOf[*corev1.Pod](s.v, raftstore.Pods, ns) {
+		if pod.Spec.NodeName == "" {
+			continue
+		}
+		for _, vol := range pod.Spec.Volumes {
+			if vol.PersistentVolumeClaim != nil && vol.PersistentVolumeClaim.ClaimName == name {
+				nodes = append(nodes, pod.Spec.NodeName)
+			}
+		}
+	}
+	return nodes
+}
+
 func (s viewState) EventHost(ns, name string) (string, bool) {
 	ev, ok := raftstore.GetOf[*corev1.Event](s.v, raftstore.Events, ns, name)
 	if !ok {
