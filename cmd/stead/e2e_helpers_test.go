@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -254,8 +255,11 @@ func startE2EServerAgent(t *testing.T) *e2eCluster {
 	t.Cleanup(func() { e.teardown(t) })
 	e.raft = freePort(t)
 	e.startServer(t)
+	// Without the watchdog, which outlives the agent by design and fences
+	// the node once the lease lapses: these tests stop the server on
+	// purpose, and fencing has tests of its own.
 	args := append([]string{"agent", "--servers", e.addr, "--node-name", "e2e-node", "--data-dir", e.agentDir(),
-		"--log-level", "debug"}, e.agentFlags()...)
+		"--log-level", "debug", "--watchdog=false"}, e.agentFlags()...)
 	e.node = startProc(t, e.bin, "stead agent", args...)
 	e.node.waitOutput(t, "stead agent: node e2e-node", "", 90*time.Second)
 	return e
@@ -310,27 +314,25 @@ func (e *e2eCluster) teardown(t *testing.T) {
 	if e.server != nil {
 		e.server.stop(t, 30*time.Second)
 	}
+	// Whatever still runs with the data directory on its command line
+	// (containerd, a shim, a watchdog) was left behind.
 	ctdDir := filepath.Join(e.agentDir(), "containerd")
-	paths := containerd.DaemonOptions{Dir: ctdDir}.Paths()
-	if pid := daemonPid(paths); pid > 0 {
-		t.Errorf("teardown: the agent's containerd (pid %d) still runs after the agent stopped; killing it", pid)
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if len(processesWith(paths.Socket)) > 0 {
+	if slices.ContainsFunc(processesUnder(e.dir), func(p leftProcess) bool { return p.shim() }) {
 		t.Errorf("teardown: containers are left; removing them through a containerd of their own")
 		e.removeContainers(t, ctdDir)
 	}
-	for _, pid := range processesWith(paths.Socket) {
-		// A shim left behind: its children are the containers' processes.
-		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		t.Errorf("teardown: shim pid %d of the agent's containerd is left, with container processes %q; killing them",
-			pid, strings.TrimSpace(string(children)))
-		for _, c := range strings.Fields(string(children)) {
-			if cpid, err := strconv.Atoi(c); err == nil {
-				syscall.Kill(cpid, syscall.SIGKILL)
+	for _, p := range processesUnder(e.dir) {
+		t.Errorf("teardown: %q (pid %d) is left; killing it", p.args, p.pid)
+		if p.shim() {
+			// Its children are the containers' processes.
+			children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.pid, p.pid))
+			for _, c := range strings.Fields(string(children)) {
+				if cpid, err := strconv.Atoi(c); err == nil {
+					syscall.Kill(cpid, syscall.SIGKILL)
+				}
 			}
 		}
-		syscall.Kill(pid, syscall.SIGKILL)
+		syscall.Kill(p.pid, syscall.SIGKILL)
 	}
 	if n, err := network.New(network.Options{Subnet: e.cidr, DataDir: filepath.Join(e.dir, "network-teardown"),
 		NetNSDir: e.netns, Bridge: e.bridge, NetworkName: e.network, ClusterCIDR: e.cidr}); err == nil {
@@ -372,45 +374,38 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// daemonPid returns the pid of the containerd that the pid file of paths
-// names, if that process still runs it.
-func daemonPid(paths containerd.DaemonPaths) int {
-	b, err := os.ReadFile(paths.PidFile)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return 0
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), paths.Config) {
-		return 0
-	}
-	return pid
+// leftProcess is a process found with a test's directory on its command
+// line.
+type leftProcess struct {
+	pid  int
+	args []string
 }
 
-// processesWith lists the processes with arg on their command line.
-func processesWith(arg string) []int {
+// shim reports whether the process is a containerd shim.
+func (p leftProcess) shim() bool {
+	return strings.HasPrefix(filepath.Base(p.args[0]), "containerd-shim")
+}
+
+// processesUnder lists the processes, other than this one, with an
+// argument in dir.
+func processesUnder(dir string) []leftProcess {
 	ents, _ := os.ReadDir("/proc")
-	var pids []int
+	var out []leftProcess
 	for _, ent := range ents {
 		pid, err := strconv.Atoi(ent.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
-		if err != nil {
+		if err != nil || len(cmdline) == 0 {
 			continue
 		}
-		for _, a := range strings.Split(string(cmdline), "\x00") {
-			if a == arg || a == arg+".ttrpc" {
-				pids = append(pids, pid)
-				break
-			}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if slices.ContainsFunc(args, func(a string) bool { return a == dir || strings.HasPrefix(a, dir+"/") }) {
+			out = append(out, leftProcess{pid: pid, args: args})
 		}
 	}
-	return pids
+	return out
 }
 
 // removeContainers starts a containerd on the agent's containerd directory
