@@ -47,7 +47,16 @@ type Options struct {
 	LogLevel string
 	// SharedSize is the size of the shared tmpfs (default 64 MiB).
 	SharedSize string
+	// Claims gives the workload's ordinals claim volumes of a shared
+	// storage class on the shared root (StorageClass), which the agents
+	// attach and fence; otherwise the harness creates the volumes and the
+	// pods reach them through a hostPath volume, unfenced.
+	Claims bool
 }
+
+// StorageClass is the class of the workload's claims with Options.Claims:
+// the shared driver on Cluster.SharedRoot.
+const StorageClass = "clustertest"
 
 // Binaries are the programs the cluster runs.
 type Binaries struct {
@@ -55,9 +64,13 @@ type Binaries struct {
 	Stead string
 	// JournalWriter is the workload (volumes/journalwriter).
 	JournalWriter string
+	// ClaimWriter starts the workload on a claim volume
+	// (clustertest/cmd/claimwriter).
+	ClaimWriter string
 }
 
-// BuildBinaries builds stead and journal-writer, static, into dir. It runs
+// BuildBinaries builds stead, journal-writer and claimwriter, static, into
+// dir. It runs
 // `go build` in the module that holds the current directory.
 func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 	goBin, err := exec.LookPath("go")
@@ -69,8 +82,8 @@ func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 		return Binaries{}, fmt.Errorf("find the module: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	b := Binaries{Stead: filepath.Join(dir, "stead"), JournalWriter: filepath.Join(dir, "journal-writer")}
-	for out, pkg := range map[string]string{b.Stead: "./cmd/stead", b.JournalWriter: "./volumes/journalwriter"} {
+	b := Binaries{Stead: filepath.Join(dir, "stead"), JournalWriter: filepath.Join(dir, "journal-writer"), ClaimWriter: filepath.Join(dir, "claimwriter")}
+	for out, pkg := range map[string]string{b.Stead: "./cmd/stead", b.JournalWriter: "./volumes/journalwriter", b.ClaimWriter: "./clustertest/cmd/claimwriter"} {
 		cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -185,7 +198,7 @@ func Start(t testing.TB, bins Binaries, opts Options) *Cluster {
 	c.Logf("topology %s: switch %s, servers %v, agents %v, logs in %s", subnet, c.topo.swNS, c.servers, c.agents, filepath.Join(dir, "logs"))
 
 	if _, err := image.BuildFile(filepath.Join(dir, "images", "journal-writer.tar"), image.BuildOptions{
-		Binary: bins.JournalWriter, Tag: WorkloadImage,
+		Binary: bins.JournalWriter, Tag: WorkloadImage, ExtraFiles: map[string]string{"/claimwriter": bins.ClaimWriter},
 	}); err != nil {
 		t.Fatalf("build the workload image: %v", err)
 	}
@@ -294,6 +307,9 @@ func (c *Cluster) agentArgs(a string) []string {
 		"--netns-dir", filepath.Join(dir, "netns"),
 		"--cni-network", c.cniNetwork(),
 		"--log-level", level}
+	if c.opts.Claims {
+		args = append(args, "--storage-class", StorageClass+"=shared:"+c.SharedRoot)
+	}
 	if c.opts.AgentArgs != nil {
 		args = append(args, c.opts.AgentArgs(a, c.SharedRoot)...)
 	}

@@ -26,12 +26,15 @@
 //
 // The workload is a StatefulSet of journal-writer processes
 // (volumes/journalwriter), each appending to its own volume's journal on
-// a tmpfs that every agent sees (Cluster.SharedRoot). The harness creates
-// the volumes with the volumes package; the pods reach them through a
-// hostPath volume, so no agent raises their fence markers, and a handover
-// between writers shows in the journal without the unmount or fence
-// record that CheckJournal wants (see CheckJournals' fenced argument).
-// Options.AgentArgs can hand the shared root to the agents.
+// a tmpfs that every agent sees (Cluster.SharedRoot). With Options.Claims
+// the volumes are claims of a shared storage class on that root, which the
+// agents create, attach and fence, writing mount, fence and unmount
+// records; the pods see the volume's control directory through a hostPath
+// volume of the root (clustertest/cmd/claimwriter finds it). Without, the
+// harness creates the volumes with the volumes package and the pods reach
+// them through the hostPath volume alone: no fence marker is raised, and a
+// handover shows in a journal without the record CheckJournal wants (see
+// CheckJournals' fenced argument).
 //
 // Everything needs root; Start skips the test otherwise. Every process,
 // mount and namespace the harness made is removed when the test ends.

@@ -124,7 +124,7 @@ func verify(t *checked, c *Cluster, w Workload, h *History, stopWriter func()) {
 // are only logged.
 func checkC1(t *checked, c *Cluster, w Workload) C1Result {
 	t.Helper()
-	res, err := c.CheckC1(w, false)
+	res, err := c.CheckC1(w)
 	if err != nil {
 		t.Errorf("C1: %v", err)
 		return res

@@ -35,9 +35,11 @@ func (r C1Result) Violations() []string {
 }
 
 // CheckC1 reads the workload's journals and cross-checks them with every
-// sample so far. fenced says whether the volumes write mount, unmount and
-// fence records (hostPath ones do not).
-func (c *Cluster) CheckC1(w Workload, fenced bool) (C1Result, error) {
+// sample so far. Claim volumes get mount, unmount and fence records from
+// the agents; the hostPath ones do not, so handovers are judged without
+// them (CheckJournals).
+func (c *Cluster) CheckC1(w Workload) (C1Result, error) {
+	fenced := c.opts.Claims
 	journals, err := c.Journals(w)
 	if err != nil {
 		return C1Result{}, err

@@ -41,11 +41,37 @@ func (c *Cluster) volume(w Workload, ord int) volumes.Volume {
 		Class: volumes.Class{Name: "clustertest", Driver: volumes.DriverShared, Root: c.SharedRoot}}
 }
 
-// ControlDir is the directory of ordinal ord's fence marker, lock and
-// journal on the shared root: <root>/<pod name>/control.
-func (c *Cluster) ControlDir(w Workload, ord int) string {
-	return filepath.Join(c.SharedRoot, api.ReplicaName(w.Name, ord), "control")
+// ControlDirs returns the directory of each ordinal's fence marker, lock
+// and journal on the shared root: <root>/<volume uid>/control, where the
+// volume's UID is the pod's name for the volumes the harness creates, and
+// the claim's UID with Options.Claims (an ordinal whose claim does not
+// exist yet is left out).
+func (c *Cluster) ControlDirs(w Workload) (map[int]string, error) {
+	out := map[int]string{}
+	if !c.opts.Claims {
+		for ord := range w.Replicas {
+			out[ord] = filepath.Join(c.SharedRoot, api.ReplicaName(w.Name, ord), "control")
+		}
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var claims []*corev1.PersistentVolumeClaim
+	if _, err := c.Client(c.AnyServer()).List(ctx, "persistentvolumeclaims", "default", &claims); err != nil {
+		return nil, err
+	}
+	for _, pvc := range claims {
+		for ord := range w.Replicas {
+			if pvc.Name == api.VolumeName(claimTemplate, w.Name, ord) {
+				out[ord] = filepath.Join(c.SharedRoot, string(pvc.UID), "control")
+			}
+		}
+	}
+	return out, nil
 }
+
+// claimTemplate names the workload's claim template with Options.Claims.
+const claimTemplate = "data"
 
 // provision creates each ordinal's volume on the shared root with the
 // volumes package, as a node would: its data directory, and its control
@@ -64,19 +90,42 @@ func (c *Cluster) provision(w Workload) error {
 		if err := m.Create(ctx, v); err != nil {
 			return err
 		}
-		if got := m.ControlDir(v); got != c.ControlDir(w, ord) {
-			return fmt.Errorf("volume %s: control directory %s, want %s", v, got, c.ControlDir(w, ord))
+		if got, want := m.ControlDir(v), filepath.Join(c.SharedRoot, v.UID, "control"); got != want {
+			return fmt.Errorf("volume %s: control directory %s, want %s", v, got, want)
 		}
 	}
 	return nil
 }
 
 // Manifest is the workload's YAML. Each pod's journal-writer learns its
-// generation, node and ordinal from the downward API, and writes to its
-// own volume's control directory through a hostPath volume of the shared
-// root; RUN names the cluster, so that the sampler counts only its own
-// processes.
+// generation, node and ordinal from the downward API and writes to its
+// own volume's control directory on the shared root, which every pod sees
+// through a hostPath volume at /shared: the directory of the volume the
+// harness made for the pod, or with Options.Claims, of the claim volume
+// the agent attached at /data (claimwriter finds it). RUN names the
+// cluster, so that the sampler counts only its own processes.
 func (c *Cluster) Manifest(w Workload) []byte {
+	command, controlDir, claimMount, claims := "", `
+        - name: CONTROL_DIR
+          value: /shared/$(POD)/control`, "", ""
+	if c.opts.Claims {
+		command = `
+        command: ["/claimwriter"]`
+		controlDir = ""
+		claimMount = fmt.Sprintf(`
+        - name: %s
+          mountPath: /data`, claimTemplate)
+		claims = fmt.Sprintf(`
+  volumeClaimTemplates:
+  - metadata:
+      name: %s
+    spec:
+      accessModes: [ReadWriteOnce]
+      storageClassName: %s
+      resources:
+        requests:
+          storage: 1Mi`, claimTemplate, StorageClass)
+	}
 	return []byte(fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata:
@@ -109,7 +158,7 @@ spec:
       containers:
       - name: writer
         image: %[3]s
-        imagePullPolicy: Never
+        imagePullPolicy: Never%[9]s
         env:
         - name: GENERATION
           valueFrom:
@@ -126,29 +175,31 @@ spec:
         - name: POD
           valueFrom:
             fieldRef:
-              fieldPath: metadata.name
-        - name: CONTROL_DIR
-          value: /shared/$(POD)/control
+              fieldPath: metadata.name%[10]s
         - name: RUN
           value: %[6]s
         - name: REVISION
           value: "%[7]d"
         volumeMounts:
         - name: shared
-          mountPath: /shared
+          mountPath: /shared%[11]s
       volumes:
       - name: shared
         hostPath:
           path: %[8]s
-          type: Directory
-`, w.Name, w.Replicas, WorkloadImage, api.AnnotationGeneration, api.LabelPodIndex, c.ID, w.Revision, c.SharedRoot))
+          type: Directory%[12]s
+`, w.Name, w.Replicas, WorkloadImage, api.AnnotationGeneration, api.LabelPodIndex, c.ID, w.Revision, c.SharedRoot,
+		command, controlDir, claimMount, claims))
 }
 
-// Deploy provisions the ordinals' volumes on the shared root, applies the
+// Deploy provisions the ordinals' volumes on the shared root (unless the
+// agents make them from claims), applies the
 // workload and waits until every ordinal runs and is Ready.
 func (c *Cluster) Deploy(w Workload, within time.Duration) error {
-	if err := c.provision(w); err != nil {
-		return err
+	if !c.opts.Claims {
+		if err := c.provision(w); err != nil {
+			return err
+		}
 	}
 	if err := c.ApplyWorkload(w); err != nil {
 		return err
@@ -303,9 +354,17 @@ func (c *Cluster) OrdinalsOn(node string) []int {
 
 // Journals reads every ordinal's journal from the shared root.
 func (c *Cluster) Journals(w Workload) (map[int][]byte, error) {
+	dirs, err := c.ControlDirs(w)
+	if err != nil {
+		return nil, err
+	}
 	out := map[int][]byte{}
 	for ord := range w.Replicas {
-		b, err := os.ReadFile(filepath.Join(c.ControlDir(w, ord), "journal"))
+		if dirs[ord] == "" {
+			out[ord] = nil
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dirs[ord], "journal"))
 		if err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
