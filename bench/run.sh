@@ -85,6 +85,8 @@ run_one() {
 		return 1
 		;;
 	esac
+	# Servers bootstrap new clusters: no data of an earlier run may remain.
+	rm -rf "${out:?}/$name"
 	mkdir -p "$out/$name"
 	echo "bench: $name" >&2
 	local rc=0

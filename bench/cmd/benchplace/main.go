@@ -123,7 +123,8 @@ func run(o options) error {
 		if diagnostic {
 			fo.timeout = min(o.timeout, 2*time.Minute)
 		}
-		rows, err := place(fo, fr.n, name)
+		// Each fleet gets new servers with empty data directories.
+		rows, err := place(fo, fr.n, name, filepath.Join(o.dir, fmt.Sprintf("fleet-%d-%d", i+1, fr.n)))
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
 			progress("%v", err)
@@ -151,12 +152,13 @@ func progress(format string, args ...any) {
 
 // place runs one fleet of n agents through one placement and returns its
 // rows.
-func place(o options, n int, name string) ([]bench.Result, error) {
+func place(o options, n int, name, dir string) ([]bench.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout+5*time.Minute)
 	defer cancel()
-	dir := filepath.Join(o.dir, strconv.Itoa(n))
 	progress("%s: starting three servers", name)
-	cluster, err := bench.StartCluster(ctx, bench.ClusterConfig{
+	startCtx, cancelStart := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelStart()
+	cluster, err := bench.StartCluster(startCtx, bench.ClusterConfig{
 		Command:   []string{o.server},
 		Args:      []string{"--cluster-cidr", "10.0.0.0/8"},
 		Dir:       dir,
