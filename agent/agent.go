@@ -235,6 +235,15 @@ type Agent struct {
 	// lastRenewed is the local monotonic time taken just before sending
 	// the last heartbeat the leader accepted (RELIABILITY R3).
 	lastRenewed atomic.Pointer[time.Time]
+	// leaseTTL is the lease's duration the servers last answered.
+	leaseTTL atomic.Pointer[time.Duration]
+	// lapsedAt is when the agent found its lease run out, until it has
+	// read its assignments afresh after renewing it: what it held may have
+	// been given to other nodes meanwhile. Nil while the lease holds.
+	lapsedAt atomic.Pointer[time.Time]
+	// listedFrom is when the request of the last assignment list the
+	// agent acted on was sent.
+	listedFrom atomic.Pointer[time.Time]
 
 	mu      sync.Mutex
 	workers map[podKey]*podWorker
@@ -290,6 +299,34 @@ func (a *Agent) DNSAddrs() []netip.AddrPort {
 
 // Node is the node as the server stored it at registration (after Ready).
 func (a *Agent) Node() *corev1.Node { return a.node }
+
+// leaseValid reports whether the node's lease, counted from before the
+// last heartbeat the servers accepted was sent, still runs.
+//
+// After a lapse, renewing the lease is not enough: the assignments the
+// agent holds may be stale (the servers may have moved its pods while it
+// was paused or cut off), so it is valid again only once an assignment
+// list asked for after the renewal has arrived (RELIABILITY R7).
+func (a *Agent) leaseValid() bool {
+	sent, ttl := a.lastRenewed.Load(), a.leaseTTL.Load()
+	if sent == nil || ttl == nil {
+		return false
+	}
+	if time.Since(*sent) >= *ttl {
+		now := time.Now()
+		a.lapsedAt.CompareAndSwap(nil, &now)
+		return false
+	}
+	lapsed := a.lapsedAt.Load()
+	if lapsed == nil {
+		return true
+	}
+	if listed := a.listedFrom.Load(); listed != nil && sent.After(*lapsed) && listed.After(*sent) {
+		a.lapsedAt.CompareAndSwap(lapsed, nil)
+		return true
+	}
+	return false
+}
 
 // LastRenewed is when the agent sent the last heartbeat that renewed its
 // lease, read from the local monotonic clock; the zero time before any.
@@ -440,6 +477,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		hostPortFree: hostPortFree,
 		report:       a.reporter.Set,
 		confirm:      a.confirmDeleted,
+		leaseValid:   a.leaseValid,
 		owned:        a.setOwned,
 		event:        a.events.Record,
 		boot:         bootID(),

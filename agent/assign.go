@@ -20,6 +20,12 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 	selector := "spec.nodeName=" + a.cfg.NodeName
 	for ctx.Err() == nil {
 		c := a.servers.client()
+		// After a lapse of the lease, read the assignments at once rather
+		// than wait for a change: pods wait for that fresh list to start.
+		if a.lapsedAt.Load() != nil {
+			index = 0
+		}
+		sent := time.Now()
 		list, idx, err := c.List(ctx, podsResource, "", api.ListOptions{FieldSelector: selector, Index: index, Wait: DefaultAssignmentsWait})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -44,6 +50,7 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 		// A server that restarted, or another server, may be behind: take
 		// what it says and block from there.
 		index = idx
+		a.listedFrom.Store(&sent)
 		a.dispatch(ctx, pods)
 	}
 }

@@ -135,6 +135,8 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		switch {
 		case err == nil:
 			a.lastRenewed.Store(&sent)
+			ttl := time.Duration(lease.TTLSeconds * float64(time.Second))
+			a.leaseTTL.Store(&ttl)
 			// The watchdog fences the node when this lease runs out.
 			if lease.TTLSeconds > 0 {
 				expires := sentMono.Add(time.Duration(lease.TTLSeconds * float64(time.Second)))

@@ -23,6 +23,7 @@ const (
 	reasonInvalidImageName    = "InvalidImageName"
 	reasonCreateContainer     = "CreateContainerError"
 	reasonCreateConfig        = "CreateContainerConfigError"
+	reasonNodeLeaseExpired    = "NodeLeaseExpired"
 	reasonCreateSandbox       = "CreatePodSandboxError"
 	reasonCrashLoopBackOff    = "CrashLoopBackOff"
 	reasonStartError          = "StartError"

@@ -437,6 +437,11 @@ func restarts(pod *corev1.Pod, init bool, a *attemptView) bool {
 // startAttempt creates attempt number n of container c and starts it.
 func (w *podWorker) startAttempt(ctx context.Context, pod *corev1.Pod, sb string, c *corev1.Container, init bool, n, streak int,
 	net sandboxNet, prepare func() (map[string]string, error), now time.Time) (acted bool, wake time.Time) {
+	if w.env.leaseValid != nil && !w.env.leaseValid() {
+		w.waiting[c.Name] = &waitingView{Reason: reasonNodeLeaseExpired,
+			Message: "the node's lease with the servers ran out: no container starts until a heartbeat renews it"}
+		return false, now.Add(time.Second)
+	}
 	if wv, retry := w.ensureImage(ctx, pod, c, now); wv != nil {
 		w.waiting[c.Name] = wv
 		return false, retry

@@ -64,6 +64,11 @@ type podEnv struct {
 	// boot identifies the machine's boot: a sandbox made in another one
 	// lost its processes and network namespace.
 	boot string
+	// leaseValid reports whether the node's lease with the servers still
+	// runs. Once it has run out the servers may give the node's pods to
+	// other nodes, and the watchdog kills them here: no container may be
+	// started or restarted until a heartbeat renews it (RELIABILITY R7).
+	leaseValid func() bool
 }
 
 // podWorker does everything about one pod name on this node, one step at a
