@@ -86,7 +86,8 @@ type chaosStats struct {
 
 // TestChaos repeats the gate's faults at random on fresh clusters until
 // -chaos.duration is over (or -chaos.runs have run): each run starts a
-// cluster, injects -chaos.faults faults drawn from its seed, checks C4
+// cluster (its workload on claim or hostPath volumes, drawn from its seed),
+// injects -chaos.faults faults drawn from its seed, checks C4
 // after each and every checker at the end. It prints the seed of every
 // run and, at the end, the counts of runs, faults and violations and how
 // to replay each failed run. make chaos runs it.
@@ -140,7 +141,9 @@ func chaosRun(t *checked, seed uint64, st *chaosStats) {
 		}
 		st.mu.Unlock()
 	}()
-	c, w, h, stop := setup(t)
+	claims := rng.IntN(2) == 0
+	c, w, h, stop := setup(t, claims)
+	c.Logf("chaos seed %d: %s volumes", seed, volumeKind(claims))
 	var schedule []string
 	for i := range *chaosFaults {
 		f := chaosFaultKinds[rng.IntN(len(chaosFaultKinds))]

@@ -56,11 +56,18 @@ const (
 	rolloutMax = 60 * time.Second
 )
 
-// setup starts a cluster, deploys three journal writers and starts the
-// client that writes through every server in turn.
-func setup(t *checked) (*Cluster, Workload, *History, func()) {
+// Volume kinds of the workload (Options.Claims).
+const (
+	claimVolumes    = true
+	hostPathVolumes = false
+)
+
+// setup starts a cluster, deploys three journal writers, on claim volumes
+// or on hostPath ones (see Options.Claims), and starts a client writing
+// through every server.
+func setup(t *checked, claims bool) (*Cluster, Workload, *History, func()) {
 	t.Helper()
-	c := startCluster(t.T, Options{})
+	c := startCluster(t.T, Options{Claims: claims})
 	w := Workload{Name: "jw", Replicas: 3}
 	if err := c.Deploy(w, rolloutMax); err != nil {
 		t.Fatalf("deploy: %v", err)

@@ -6,8 +6,9 @@ import (
 )
 
 // The gate's fault tests (RELIABILITY 6.3, 6.5), each on a cluster of its
-// own: three servers, three agents, three journal writers on a shared
-// root, a client writing through every server.
+// own: three servers, three agents, three journal writers on claim
+// volumes of a shared root (T4 and T8 also on hostPath volumes), a client
+// writing through every server.
 
 // TestT1KillLeaderDuringRollout kills -9 the leader during each of three
 // rollouts and restarts it after 1, 2 and 3 s: every rollout completes,
@@ -15,7 +16,7 @@ import (
 // logs and states agree.
 func TestT1KillLeaderDuringRollout(tt *testing.T) {
 	t := newChecked(tt)
-	c, w, h, stop := setup(t)
+	c, w, h, stop := setup(t, claimVolumes)
 	for _, down := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
 		killLeaderDuringRollout(t, c, &w, down)
 	}
@@ -26,7 +27,7 @@ func TestT1KillLeaderDuringRollout(tt *testing.T) {
 // writes: it catches up, and the checkers hold.
 func TestT2KillFollower(tt *testing.T) {
 	t := newChecked(tt)
-	c, w, h, stop := setup(t)
+	c, w, h, stop := setup(t, claimVolumes)
 	killFollower(t, c, 5*time.Second)
 	verify(t, c, w, h, stop)
 }
@@ -38,7 +39,7 @@ func TestT2KillFollower(tt *testing.T) {
 // nothing stale. No ordinal ever runs twice.
 func TestT3KillAgent(tt *testing.T) {
 	t := newChecked(tt)
-	c, w, h, stop := setup(t)
+	c, w, h, stop := setup(t, claimVolumes)
 	checkWatchdogs(t, c, c.Agents()...)
 	victim, ords := busiestAgent(c)
 	if len(ords) == 0 {
@@ -54,27 +55,44 @@ func TestT3KillAgent(tt *testing.T) {
 // kill plus the restart back-off of the killed container (10 s), so that
 // an agent that restarts what its watchdog killed before it re-reads its
 // assignments is caught. No ordinal may ever run twice; resumed, the agent
-// runs nothing stale.
+// runs nothing stale. It runs with claim volumes, whose fence marker is a
+// second line of defence, and with hostPath volumes, where the self-fence
+// stands alone (DESIGN invariant 1 holds for any pod).
 func TestT4PauseAgent(tt *testing.T) {
-	t := newChecked(tt)
-	c, w, h, stop := setup(t)
-	checkWatchdogs(t, c, c.Agents()...)
-	victim, _ := busiestAgent(c)
-	isolateAgent(t, c, w, victim, 3*leaseTTL, true)
-	verify(t, c, w, h, stop)
+	for _, claims := range []bool{claimVolumes, hostPathVolumes} {
+		tt.Run(volumeKind(claims), func(tt *testing.T) {
+			t := newChecked(tt)
+			c, w, h, stop := setup(t, claims)
+			checkWatchdogs(t, c, c.Agents()...)
+			victim, _ := busiestAgent(c)
+			isolateAgent(t, c, w, victim, 3*leaseTTL, true)
+			verify(t, c, w, h, stop)
+		})
+	}
 }
 
 // TestT8PartitionAgent cuts the agent that runs most ordinals off from
 // every server (nft) for 1.5 × (lease + fence margin): it fences itself,
 // its ordinals move after the margin, and once healed it runs nothing
-// stale.
+// stale. With claim volumes and with hostPath ones, as T4.
 func TestT8PartitionAgent(tt *testing.T) {
-	t := newChecked(tt)
-	c, w, h, stop := setup(t)
-	checkWatchdogs(t, c, c.Agents()...)
-	victim, _ := busiestAgent(c)
-	isolateAgent(t, c, w, victim, freeAfter*3/2, false)
-	verify(t, c, w, h, stop)
+	for _, claims := range []bool{claimVolumes, hostPathVolumes} {
+		tt.Run(volumeKind(claims), func(tt *testing.T) {
+			t := newChecked(tt)
+			c, w, h, stop := setup(t, claims)
+			checkWatchdogs(t, c, c.Agents()...)
+			victim, _ := busiestAgent(c)
+			isolateAgent(t, c, w, victim, freeAfter*3/2, false)
+			verify(t, c, w, h, stop)
+		})
+	}
+}
+
+func volumeKind(claims bool) string {
+	if claims {
+		return "claims"
+	}
+	return "hostpath"
 }
 
 // TestT6PartitionLeader cuts the leader off from the other servers for at
@@ -83,7 +101,7 @@ func TestT8PartitionAgent(tt *testing.T) {
 // the logs and states agree, the workload is untouched.
 func TestT6PartitionLeader(tt *testing.T) {
 	t := newChecked(tt)
-	c, w, h, stop := setup(t)
+	c, w, h, stop := setup(t, claimVolumes)
 	partitionLeader(t, c, 5*time.Second)
 	verify(t, c, w, h, stop)
 }

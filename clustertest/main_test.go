@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-var hostPathVolumes = flag.Bool("clustertest.hostpath", false,
-	"give the workload hostPath volumes the harness makes, unfenced, instead of claim volumes the agents attach and fence")
-
 // bins are the programs built once for every test of the package; empty
 // when the tests that need them are skipped.
 var bins Binaries
@@ -45,6 +42,5 @@ func startCluster(t *testing.T, opts Options) *Cluster {
 	if testing.Short() {
 		t.Skip("runs a cluster of processes")
 	}
-	opts.Claims = !*hostPathVolumes
 	return Start(t, bins, opts)
 }
