@@ -276,7 +276,7 @@ func TestClusterDNSWithoutServerE2E(t *testing.T) {
 	e := startE2EServerAgent(t)
 	const set, svc = "web", "nginx"
 	v := e.createReady(t, e2eSet{Name: set, Replicas: 2, Version: "1", Service: svc}, headlessService(svc, set))
-	ip0, ip1 := v.Pods["web-0"].IP, v.Pods["web-1"].IP
+	ip0, ip1 := v.Pods[api.ReplicaName(set, 0)].IP, v.Pods[api.ReplicaName(set, 1)].IP
 	waitRecords(t, e.dns, set, svc, v)
 	tests := []struct {
 		name string
@@ -315,13 +315,11 @@ func TestClusterDNSWithoutServerE2E(t *testing.T) {
 	}
 	// Asked again and again for a few seconds, well within the node's
 	// lease, so that nothing but the missing server changes.
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+	pace := time.NewTicker(250 * time.Millisecond)
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && !t.Failed(); <-pace.C {
 		check("without the server")
-		if t.Failed() {
-			break
-		}
-		time.Sleep(250 * time.Millisecond) // the pace of the questions, not a wait for an event
 	}
+	pace.Stop()
 	// Inside a pod, through the bridge: exec goes to the agent directly.
 	ac, err := api.NewAgentClient(e.agent)
 	if err != nil {

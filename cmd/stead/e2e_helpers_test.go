@@ -142,10 +142,8 @@ func (p *e2eProc) waitOutputSince(t *testing.T, since int, marker, failure strin
 // process and reports that it had to.
 func (p *e2eProc) stop(t *testing.T, within time.Duration) {
 	t.Helper()
-	select {
-	case <-p.exited:
+	if p.done() {
 		return
-	default:
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -161,6 +159,16 @@ func (p *e2eProc) stop(t *testing.T, within time.Duration) {
 func (p *e2eProc) kill9() {
 	p.cmd.Process.Kill()
 	<-p.exited
+}
+
+// done reports whether the process has exited.
+func (p *e2eProc) done() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // e2eCluster is one node's worth of Stead started by a test: a server and
@@ -295,7 +303,7 @@ func (e *e2eCluster) startServer(t *testing.T) {
 // checks that no container, containerd or mount is left behind and removes
 // the pod network's bridge, rule and directories.
 func (e *e2eCluster) teardown(t *testing.T) {
-	if e.server != nil && !e.exited(e.server) {
+	if e.server != nil && !e.server.done() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		for _, name := range e.listNames(ctx, t, "statefulsets") {
 			_, err := e.c.Delete(ctx, e2eResource(t, "statefulsets"), e2eNamespace, name, api.DeleteOptions{})
@@ -353,15 +361,6 @@ func (e *e2eCluster) teardown(t *testing.T) {
 	}
 	if err := os.RemoveAll(e.dir); err != nil {
 		t.Errorf("teardown: %v", err)
-	}
-}
-
-func (e *e2eCluster) exited(p *e2eProc) bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
 	}
 }
 
