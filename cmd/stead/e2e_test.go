@@ -17,7 +17,18 @@ import (
 	"time"
 )
 
-// steadBinary builds bin/stead once per test binary run.
+// builtDir holds the stead binary the tests build; TestMain removes it.
+var builtDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
+
+// steadBinary builds the stead binary once per test binary run.
 var steadBinary = func() func(t *testing.T) string {
 	var path string
 	var err error
@@ -30,6 +41,7 @@ var steadBinary = func() func(t *testing.T) string {
 			if derr != nil {
 				t.Fatal(derr)
 			}
+			builtDir = dir
 			path = filepath.Join(dir, "stead")
 			cmd := exec.Command("go", "build", "-o", path, ".")
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
