@@ -47,6 +47,8 @@ unit:
 ## (BENCH_QUICK=1 for a smoke run, BENCH_ONLY="raft dns" for a part)
 bench: build
 	bench/run.sh
+	@echo "== pod start through the agent against ctr run on the same containerd (as root)"
+	CGO_ENABLED=1 $(GO) test -run '^$$' -bench '^BenchmarkPodStart$$' -benchtime 1x ./agent/
 
 ## fuzz: each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
