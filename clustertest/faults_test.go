@@ -387,7 +387,10 @@ func isolateAgent(t *checked, c *Cluster, w Workload, victim string, d time.Dura
 	} else {
 		c.Partition(victim, c.Servers()...)
 	}
-	f, _ := waitMoved(c, w, victim, ords, t0, d, true)
+	f, err := waitMoved(c, w, victim, ords, t0, d, true)
+	if err != nil {
+		c.Logf("during the fault: %v", err)
+	}
 	<-time.After(time.Until(t0.Add(d))) // the fault's schedule
 	if pause {
 		c.Cont(victim)

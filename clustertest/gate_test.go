@@ -72,9 +72,12 @@ func TestT4PauseAgent(tt *testing.T) {
 }
 
 // TestT8PartitionAgent cuts the agent that runs most ordinals off from
-// every server (nft) for 1.5 × (lease + fence margin): it fences itself,
-// its ordinals move after the margin, and once healed it runs nothing
-// stale. With claim volumes and with hostPath ones, as T4.
+// every server (nft) for three leases: it fences itself, its ordinals move
+// after the margin, and once healed it runs nothing stale. The cut, like
+// T4's pause, outlasts the watchdog's kill plus the restart back-off of
+// the killed container, so that an agent that restarts what its watchdog
+// killed while its lease is out is caught. With claim volumes and with
+// hostPath ones, as T4.
 func TestT8PartitionAgent(tt *testing.T) {
 	for _, claims := range []bool{claimVolumes, hostPathVolumes} {
 		tt.Run(volumeKind(claims), func(tt *testing.T) {
@@ -82,7 +85,7 @@ func TestT8PartitionAgent(tt *testing.T) {
 			c, w, h, stop := setup(t, claims)
 			checkWatchdogs(t, c, c.Agents()...)
 			victim, _ := busiestAgent(c)
-			isolateAgent(t, c, w, victim, freeAfter*3/2, false)
+			isolateAgent(t, c, w, victim, 3*leaseTTL, false)
 			verify(t, c, w, h, stop)
 		})
 	}
