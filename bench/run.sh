@@ -74,7 +74,7 @@ run_one() {
 		;;
 	placement)
 		limit=840
-		cmd=("$out/bin/benchplace" -server "$out/bin/benchserver" -dir "$out/placement" "${place_args[@]}")
+		cmd=("$out/bin/benchplace" -stead "$out/bin/stead" -dir "$out/placement" "${place_args[@]}")
 		;;
 	dns)
 		limit=400

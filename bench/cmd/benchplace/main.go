@@ -6,7 +6,7 @@
 // agents' watches have seen every ordinal on a node, and the servers'
 // resident memory. It prints bench.Result lines on standard output.
 //
-//	benchplace -server benchserver -agents 1000,5000 [-sets 100 -replicas 50]
+//	benchplace -stead bin/stead -agents 1000,5000 [-sets 100 -replicas 50]
 package main
 
 import (
@@ -34,7 +34,8 @@ const benchName = "placement"
 const minRate = 3750
 
 type options struct {
-	server        string
+	stead         string
+	benchserver   string
 	dir           string
 	agents        []int
 	sets          int
@@ -53,13 +54,14 @@ type options struct {
 func main() {
 	var o options
 	var agents string
-	flag.StringVar(&o.server, "server", "benchserver", "the benchserver binary")
+	flag.StringVar(&o.stead, "stead", "bin/stead", "the stead binary")
+	flag.StringVar(&o.benchserver, "benchserver", "", "run the servers as this benchserver binary (the same parts as stead server, with profiling) instead of -stead")
 	flag.StringVar(&o.dir, "dir", "", "work directory (default: a new temporary one)")
 	flag.StringVar(&agents, "agents", "1000,5000", "fleet sizes to run, comma-separated")
 	flag.IntVar(&o.sets, "sets", 100, "StatefulSets to submit")
 	flag.IntVar(&o.replicas, "replicas", 50, "replicas of each set")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait, from the first submission, for the agents to see every ordinal placed")
-	flag.StringVar(&o.profileDir, "cpuprofile-dir", "", "write a CPU profile of the leader during each placement here")
+	flag.StringVar(&o.profileDir, "cpuprofile-dir", "", "with -benchserver, write a CPU profile of the leader during each placement here")
 	flag.DurationVar(&o.profileFor, "cpuprofile-for", 30*time.Second, "length of the CPU profile")
 	flag.Float64Var(&o.minFreeGiB, "min-free-gib", 6, "skip fleets above 1,000 agents when less memory than this is available")
 	flag.IntVar(&o.registerConns, "register-conns", 64, "node registrations in flight at once")
@@ -158,13 +160,19 @@ func place(o options, n int, name, dir string) ([]bench.Result, error) {
 	progress("%s: starting three servers", name)
 	startCtx, cancelStart := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelStart()
-	cluster, err := bench.StartCluster(startCtx, bench.ClusterConfig{
-		Command:   []string{o.server},
-		Args:      []string{"--cluster-cidr", "10.0.0.0/8"},
-		Dir:       dir,
-		Servers:   3,
-		ExtraHTTP: "--pprof-addr",
-	})
+	cfg := bench.ClusterConfig{
+		Command: []string{o.stead, "server"},
+		// Room for 65,536 node subnets. The simulated agents all send
+		// from one address, which the per-address rate limit is meant to
+		// stop; real agents each have their own.
+		Args:    []string{"--cluster-cidr", "10.0.0.0/8", "--api-rate-limit", "0"},
+		Dir:     dir,
+		Servers: 3,
+	}
+	if o.benchserver != "" {
+		cfg.Command, cfg.Args, cfg.ExtraHTTP = []string{o.benchserver}, []string{"--cluster-cidr", "10.0.0.0/8"}, "--pprof-addr"
+	}
+	cluster, err := bench.StartCluster(startCtx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +211,7 @@ func place(o options, n int, name, dir string) ([]bench.Result, error) {
 	clock := newIndexClock()
 	go clock.run(agentCtx, f, leader.URL(""))
 	profiled := make(chan struct{})
-	if o.profileDir != "" {
+	if o.profileDir != "" && leader.ExtraAddr != "" {
 		go func() {
 			defer close(profiled)
 			path := filepath.Join(o.profileDir, fmt.Sprintf("placement-%d.pprof", n))

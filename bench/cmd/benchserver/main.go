@@ -1,8 +1,8 @@
-// Command benchserver is a Stead server for benchmarks: the same parts
-// `stead server` composes (raftstore.Open, httpapi.New, the leader's
-// scheduler.Controller and node leases), with two settings the benchmarks
-// need that `stead server` has no flag for: the cluster CIDR pod subnets
-// come from, and a profiling endpoint.
+// Command benchserver is a Stead server for finding where a benchmark's
+// time goes: the main parts `stead server` composes (raftstore.Open,
+// httpapi.New behind its Secure guard, the leader's scheduler.Controller
+// and node leases), without TLS, ACLs, rate limits or metrics, plus a
+// profiling endpoint that `stead server` does not have.
 //
 //	benchserver --node-id s1 --data-dir D --http-addr A --raft-addr R --bootstrap
 //	benchserver --node-id s2 ... --join A [--cluster-cidr 10.0.0.0/8] [--pprof-addr P]
@@ -93,7 +93,9 @@ func run(o options, log hclog.Logger) error {
 	defer store.Close()
 	leases := scheduler.NewLeases(scheduler.SystemClock{}, scheduler.DefaultLeaseTTL)
 	api := httpapi.New(httpapi.Config{ID: o.id, Version: "bench", Store: store, Logger: log, Leases: leases, ClusterCIDR: cidr})
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	api.HandleCluster(httpapi.ClusterOptions{HTTPAddr: ln.Addr().String()})
+	// As stead server without --acl and with --api-rate-limit 0.
+	srv := &http.Server{Handler: api.Secure(httpapi.Security{}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
