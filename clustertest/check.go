@@ -21,11 +21,17 @@ import (
 type JournalReport struct {
 	// Violations break C1 (volumes.CheckJournal's rules, per ordinal).
 	Violations []string
-	// Excused are the switches between writers that CheckJournal flags as
-	// interleaving for want of an unmount or fence record, which a volume
-	// without fencing (hostPath) never writes, and that were clean
-	// handovers: the new writer has a higher generation and the old one
-	// never wrote again. (CheckSamples judges whether both lived at once.)
+	// Excused are the violations CheckJournal reports for two sequences
+	// of writes that follow each other without overlapping:
+	//   - restarts: a new process of the same incarnation (node and
+	//     generation) takes over from one that never writes again, as
+	//     when the agent restarts a container that exited or was killed;
+	//     the volume stays attached, so no record comes between them;
+	//   - with volumes that are not fenced (hostPath), handovers to a
+	//     higher generation from a writer that never writes again, which
+	//     lack the unmount or fence record such a volume never gets.
+	// Whether the two processes ever lived at the same time is
+	// CheckSamples' question.
 	Excused []string
 	// Writes and Rejects count the records per ordinal.
 	Writes, Rejects map[int]int
@@ -53,11 +59,10 @@ func parseJournal(j []byte) []volumes.Record {
 	return out
 }
 
-// CheckJournals applies C1 to every ordinal's journal. With fenced false
-// (volumes that write no mount, unmount or fence records, such as
-// hostPath), an interleaving flagged at a switch of writers is excused when
-// it was a clean handover (see JournalReport.Excused); every other
-// violation stands. It is pure.
+// CheckJournals applies C1 to every ordinal's journal and excuses the
+// violations that JournalReport.Excused describes; fenced says whether
+// the volumes get mount, unmount and fence records (claim volumes) or not
+// (hostPath). It is pure.
 func CheckJournals(journals map[int][]byte, fenced bool) JournalReport {
 	rep := JournalReport{Writes: map[int]int{}, Rejects: map[int]int{}}
 	ords := make([]int, 0, len(journals))
@@ -77,11 +82,9 @@ func CheckJournals(journals map[int][]byte, fenced bool) JournalReport {
 		}
 		for _, v := range volumes.CheckJournal(bytes.NewReader(journals[ord])) {
 			msg := fmt.Sprintf("ordinal %d: %s", ord, v)
-			if !fenced && v.Rule == volumes.RuleNoInterleaving {
-				if why, ok := cleanHandover(recs, v.Line); ok {
-					rep.Excused = append(rep.Excused, msg+": "+why)
-					continue
-				}
+			if why, ok := excused(recs, v, fenced); ok {
+				rep.Excused = append(rep.Excused, msg+": "+why)
+				continue
 			}
 			rep.Violations = append(rep.Violations, msg)
 		}
@@ -89,33 +92,86 @@ func CheckJournals(journals map[int][]byte, fenced bool) JournalReport {
 	return rep
 }
 
-// cleanHandover decides whether the switch of writers at line (1-based)
-// of an ordinal's journal was a handover: the new writer's generation is
-// higher than the previous writer's, and the previous writer (same node
-// and generation) writes nothing later. Whether the two processes ever
-// lived at the same time is CheckSamples' question.
-func cleanHandover(recs []volumes.Record, line int) (string, bool) {
-	if line < 1 || line > len(recs) {
+// excused says whether a violation is a restart within an incarnation or
+// (unfenced) a handover, and why.
+func excused(recs []volumes.Record, v volumes.Violation, fenced bool) (string, bool) {
+	if v.Line < 1 || v.Line > len(recs) {
 		return "", false
 	}
-	cur := recs[line-1]
-	var prev *volumes.Record
-	for i := line - 2; i >= 0; i-- {
-		if recs[i].Kind == volumes.KindWrite {
-			prev = &recs[i]
-			break
+	cur := recs[v.Line-1]
+	switch v.Rule {
+	case volumes.RuleOneWriterPerGen:
+		if sequentialRestarts(recs, cur.Gen) {
+			return fmt.Sprintf("restart of %s generation %d", cur.Node, cur.Gen), true
 		}
-	}
-	if prev == nil || cur.Gen <= prev.Gen {
-		return "", false
-	}
-	old := writeKey{prev.Node, prev.Gen}
-	for _, r := range recs[line:] {
-		if r.Kind == volumes.KindWrite && (writeKey{r.Node, r.Gen}) == old {
+	case volumes.RuleNoInterleaving:
+		prev := lastWriteBefore(recs, v.Line)
+		if prev < 0 || writesAfter(recs, recs[prev], v.Line) {
 			return "", false
 		}
+		p := recs[prev]
+		switch {
+		case p.Gen == cur.Gen && p.Node == cur.Node && sequentialRestarts(recs, cur.Gen):
+			return fmt.Sprintf("restart of %s generation %d", cur.Node, cur.Gen), true
+		case !fenced && cur.Gen > p.Gen:
+			return fmt.Sprintf("clean handover from %s generation %d to %s generation %d", p.Node, p.Gen, cur.Node, cur.Gen), true
+		}
 	}
-	return fmt.Sprintf("clean handover from %s generation %d to %s generation %d", prev.Node, prev.Gen, cur.Node, cur.Gen), true
+	return "", false
+}
+
+// lastWriteBefore is the index of the last write before line (1-based),
+// or -1.
+func lastWriteBefore(recs []volumes.Record, line int) int {
+	for i := line - 2; i >= 0; i-- {
+		if recs[i].Kind == volumes.KindWrite {
+			return i
+		}
+	}
+	return -1
+}
+
+// writesAfter reports whether w's process writes at or after line.
+func writesAfter(recs []volumes.Record, w volumes.Record, line int) bool {
+	for _, r := range recs[line-1:] {
+		if r.Kind == volumes.KindWrite && r.Node == w.Node && r.PID == w.PID {
+			return true
+		}
+	}
+	return false
+}
+
+// sequentialRestarts reports whether every write of generation gen comes
+// from one node, by processes whose writes follow each other without
+// overlapping (each stops before the next starts).
+func sequentialRestarts(recs []volumes.Record, gen uint64) bool {
+	type span struct{ first, last int }
+	var node string
+	spans := map[int]*span{}
+	var order []int
+	for i, r := range recs {
+		if r.Kind != volumes.KindWrite || r.Gen != gen {
+			continue
+		}
+		if node == "" {
+			node = r.Node
+		}
+		if r.Node != node {
+			return false
+		}
+		if sp, ok := spans[r.PID]; ok {
+			sp.last = i
+		} else {
+			spans[r.PID] = &span{i, i}
+			order = append(order, r.PID)
+		}
+	}
+	for i := 1; i < len(order); i++ {
+		if spans[order[i-1]].last > spans[order[i]].first {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckSamples cross-checks the samples with the journals (C1): no sample

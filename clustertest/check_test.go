@@ -88,6 +88,31 @@ func TestCheckJournals(t *testing.T) {
 			"ordinal 0: line 3: no-interleaving: writer a1/7 (generation 5) follows a2/9 (generation 9) with no unmount of 9 on a2 nor fence of 5 between them",
 		},
 	}, {
+		name:    "a restart within an incarnation",
+		journal: []string{"a1/7 5 1 100 write", "a1/7 5 2 120 write", "a1/8 5 1 300 write", "a1/8 5 2 320 write"},
+		fenced:  true,
+		excused: []string{
+			"ordinal 0: line 3: one-writer-per-generation: generation 5 written by a1/7 and by a1/8: restart of a1 generation 5",
+			"ordinal 0: line 3: no-interleaving: writer a1/8 (generation 5) follows a1/7 (generation 5) with no unmount of 5 on a1 nor fence of 5 between them: restart of a1 generation 5",
+			"ordinal 0: line 4: one-writer-per-generation: generation 5 written by a1/7 and by a1/8: restart of a1 generation 5",
+		},
+	}, {
+		name:    "two processes of one incarnation interleave",
+		journal: []string{"a1/7 5 1 100 write", "a1/8 5 1 300 write", "a1/7 5 2 320 write"},
+		fenced:  true,
+		want: []string{
+			"ordinal 0: line 2: one-writer-per-generation: generation 5 written by a1/7 and by a1/8",
+			"ordinal 0: line 2: no-interleaving: writer a1/8 (generation 5) follows a1/7 (generation 5) with no unmount of 5 on a1 nor fence of 5 between them",
+			"ordinal 0: line 3: no-interleaving: writer a1/7 (generation 5) follows a1/8 (generation 5) with no unmount of 5 on a1 nor fence of 5 between them",
+		},
+	}, {
+		name:    "one generation on two nodes",
+		journal: []string{"a1/7 5 1 100 write", "a2/8 5 1 300 write"},
+		want: []string{
+			"ordinal 0: line 2: one-writer-per-generation: generation 5 written by a1/7 and by a2/8",
+			"ordinal 0: line 2: no-interleaving: writer a2/8 (generation 5) follows a1/7 (generation 5) with no unmount of 5 on a1 nor fence of 5 between them",
+		},
+	}, {
 		name:    "a lower generation takes over",
 		journal: []string{"a1/7 9 1 100 write", "a2/9 5 1 300 write"},
 		want: []string{
