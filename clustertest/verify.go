@@ -50,10 +50,22 @@ func (c *Cluster) CheckC1(w Workload) (C1Result, error) {
 		Samples: CheckSamples(samples, journals, false),
 		Strict:  CheckSamples(samples, journals, true),
 	}
-	c.Logf("C1: writes %v, rejects %v, %d samples; %d violations, %d excused unfenced handovers, %d sampler violations, %d strict-mode coexistences",
+	c.Logf("C1: writes %v, rejects %v, %d samples; %d violations, %d excused, %d sampler violations, %d strict-mode coexistences",
 		res.Journal.Writes, res.Journal.Rejects, len(samples), len(res.Journal.Violations), len(res.Journal.Excused), len(res.Samples), len(res.Strict))
+	// One line per ordinal and reason: a restart is excused at each of
+	// its records.
+	seen := map[string]int{}
+	var order []string
 	for _, e := range res.Journal.Excused {
-		c.Logf("C1 excused: %s", e)
+		ord, _, _ := strings.Cut(e, ":")
+		key := ord + ":" + e[strings.LastIndex(e, ": ")+1:]
+		if seen[key] == 0 {
+			order = append(order, key)
+		}
+		seen[key]++
+	}
+	for _, k := range order {
+		c.Logf("C1 excused %d×: %s", seen[k], k)
 	}
 	for _, s := range res.Strict {
 		c.Logf("C1 strict: %s", s)
