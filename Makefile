@@ -8,7 +8,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 DATA_DIR ?= ./stead-data
 
-.PHONY: all build test vet unit run deps fuzz clean example-image bench
+.PHONY: all build test vet unit run deps fuzz clean example-image bench chaos
 
 all: build
 
@@ -49,6 +49,12 @@ bench: build
 	bench/run.sh
 	@echo "== pod start through the agent against ctr run on the same containerd (as root)"
 	CGO_ENABLED=1 $(GO) test -run '^$$' -bench '^BenchmarkPodStart$$' -benchtime 1x ./agent/
+
+## chaos: the cluster fault tests with random seeds for CHAOS_DURATION (as root);
+## replay a run with CHAOS_ARGS="-chaos.seed N -chaos.runs 1"
+CHAOS_DURATION ?= 10m
+chaos:
+	CGO_ENABLED=1 $(GO) test -run '^TestChaos$$' -timeout 0 -v ./clustertest/ -chaos.duration $(CHAOS_DURATION) $(CHAOS_ARGS)
 
 ## fuzz: each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
