@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -138,4 +139,22 @@ func Unmount(target string) error {
 	default:
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
+}
+
+// MountsUnder returns the mount points at or under dir in this process's
+// mount namespace, deepest first, so that unmounting them in order never
+// meets a busy parent.
+func MountsUnder(dir string) ([]string, error) {
+	ms, err := mounts()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range ms {
+		if m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/") {
+			out = append(out, m.Mountpoint)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out, nil
 }
