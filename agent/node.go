@@ -119,6 +119,9 @@ func (a *Agent) register(ctx context.Context, ip netip.Addr) (*corev1.Node, erro
 	}
 }
 
+// heartbeatRetry is the pause before a failed lease renewal is tried again.
+const heartbeatRetry = 250 * time.Millisecond
+
 // heartbeat renews the node's lease every Heartbeat interval and records
 // each renewal in DATA_DIR/lease for the watchdog (agent/watchdog). The time
 // of a renewal is read before its request is sent, so the node's idea of
@@ -160,10 +163,18 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			a.servers.failed(c, err)
 			a.log.Debug("heartbeat not renewed", "server", c.Addr(), "error", err)
 		}
+		// A renewal that failed is tried again soon, on the next server
+		// when this one could not answer: waiting a whole interval after a
+		// server that timed out would let a lease of a few intervals lapse
+		// while another server could have renewed it.
+		next := a.cfg.Heartbeat
+		if err != nil && !apierrors.IsNotFound(err) {
+			next = min(next, heartbeatRetry)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-a.cfg.Clock.After(a.cfg.Heartbeat):
+		case <-a.cfg.Clock.After(next):
 		}
 	}
 }
