@@ -175,6 +175,9 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 	if err := c.place(ctx, c.store.View(), now); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.finalizeClaims(ctx, c.store.View(), now); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.collectEvents(ctx, v, now); err != nil {
 		errs = append(errs, err)
 	}
@@ -259,8 +262,14 @@ func (c *Controller) planOps(v *raftstore.View, set *appsv1.StatefulSet, plan Pl
 		}
 	}
 	for _, name := range plan.DeleteClaims {
-		if cl, ok := v.Get(raftstore.PersistentVolumeClaims, set.Namespace, name); ok {
-			ops = append(ops, DeleteOp(raftstore.PersistentVolumeClaims, cl))
+		if cl, ok := raftstore.GetOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, set.Namespace, name); ok {
+			op, err := DeleteClaimOp(cl, now)
+			if err != nil {
+				return nil, err
+			}
+			if op != nil {
+				ops = append(ops, *op)
+			}
 		}
 	}
 	for _, name := range plan.DeleteRevisions {

@@ -1,12 +1,17 @@
 package scheduler
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stead-io/stead/raftstore"
 )
 
 // Annotations the node agents write on a claim whose volume they attach
@@ -142,4 +147,234 @@ func nodeFenced(nodes []*corev1.Node, age func(string) time.Duration, ttl, margi
 		}
 		return age(name) > ttl+margin
 	}
+}
+
+// Deleting a claim (SEMANTICS D.33, E.38–E.40, `stead delete volume`)
+// follows Kubernetes: the claim is marked (metadata.deletionTimestamp)
+// with two finalizers and stays, Terminating, until each is removed; then
+// the leader removes the object.
+const (
+	// FinalizerClaimProtection keeps a deleted claim while a pod that has
+	// not terminated mounts it (Kubernetes' pvc-protection). The leader
+	// removes it.
+	FinalizerClaimProtection = "kubernetes.io/pvc-protection"
+	// FinalizerVolumeData keeps a deleted claim until its volume's data is
+	// deleted. The agent named by AnnotationDataDeleter removes it once it
+	// deleted the data; the leader removes it when there is no data to
+	// delete: the claim never got storage (no AnnotationStorageDriver), or
+	// its node-local volume's node is gone, and its data with it.
+	FinalizerVolumeData = "stead.io/volume-data"
+	// AnnotationDataDeleter names the node whose agent is to delete the
+	// data of a deleted claim. The leader sets it once no pod mounts the
+	// claim and no node holds its volume: the node that made a node-local
+	// volume, or for a volume on a shared root the first node by name that
+	// is not fenced (chosen again if that one is fenced meanwhile).
+	AnnotationDataDeleter = "stead.io/data-deleter"
+)
+
+// DeleteClaimOp returns the op that deletes a claim: it is marked
+// Terminating with FinalizerClaimProtection and FinalizerVolumeData, and
+// FinalizeClaims takes it from there. It returns nil for a claim already
+// being deleted.
+func DeleteClaimOp(pvc *corev1.PersistentVolumeClaim, now time.Time) (*raftstore.Op, error) {
+	if pvc.DeletionTimestamp != nil {
+		return nil, nil
+	}
+	next := pvc.DeepCopy()
+	ts := metav1.NewTime(now.UTC().Truncate(time.Second))
+	next.DeletionTimestamp = &ts
+	for _, f := range []string{FinalizerClaimProtection, FinalizerVolumeData} {
+		if !slices.Contains(next.Finalizers, f) {
+			next.Finalizers = append(next.Finalizers, f)
+		}
+	}
+	op, err := PutOp(raftstore.PersistentVolumeClaims, next, Version(pvc))
+	return &op, err
+}
+
+// ClaimFinalizing is what FinalizeClaims decided for one deleted claim.
+type ClaimFinalizing struct {
+	// Update is the claim with finalizers removed or the data deleter
+	// chosen; nil when neither changes.
+	Update *corev1.PersistentVolumeClaim
+	// Remove says the claim has no finalizer left: remove the object.
+	Remove bool
+}
+
+// FinalizeClaims moves each deleted claim (deletionTimestamp set) of
+// claims towards its removal, in three steps that each wait for the one
+// before:
+//
+//  1. FinalizerClaimProtection goes once no pod bound to a node that has
+//     not terminated (phase other than Succeeded or Failed) mounts the
+//     claim.
+//  2. With no node holding the volume (AnnotationAttachedNode empty, or
+//     for a volume on a shared root, naming a fenced node), the node
+//     that is to delete its data is named (AnnotationDataDeleter), or
+//     FinalizerVolumeData goes when there is no data to delete.
+//  3. With no finalizer left, the claim is removed.
+//
+// The data is deleted by that node's agent, which removes
+// FinalizerVolumeData; nothing here deletes data. nodes are the nodes
+// that exist; fenced is the rule of Failover. FinalizeClaims is pure; the
+// result is keyed by namespace and name.
+func FinalizeClaims(claims []*corev1.PersistentVolumeClaim, pods []*corev1.Pod, nodes []*corev1.Node, fenced func(string) bool) map[[2]string]ClaimFinalizing {
+	inUse := map[[2]string]bool{}
+	for _, p := range pods {
+		// As in Kubernetes, a pod on no node does not count: no agent
+		// mounts its claims, and none will while the claim is deleted
+		// (binding waits for it).
+		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, name := range podClaims(p) {
+			inUse[[2]string{p.Namespace, name}] = true
+		}
+	}
+	exists := map[string]bool{}
+	var names []string
+	for _, n := range nodes {
+		exists[n.Name] = true
+		names = append(names, n.Name)
+	}
+	slices.Sort(names)
+	out := map[[2]string]ClaimFinalizing{}
+	for _, c := range claims {
+		if c.DeletionTimestamp == nil {
+			continue
+		}
+		key := [2]string{c.Namespace, c.Name}
+		next := c.DeepCopy()
+		if slices.Contains(next.Finalizers, FinalizerClaimProtection) && !inUse[key] {
+			next.Finalizers = without(next.Finalizers, FinalizerClaimProtection)
+		}
+		if !slices.Contains(next.Finalizers, FinalizerClaimProtection) && slices.Contains(next.Finalizers, FinalizerVolumeData) {
+			deleter, noData := dataDeleter(next, exists, names, fenced)
+			switch {
+			case noData:
+				next.Finalizers = without(next.Finalizers, FinalizerVolumeData)
+				delete(next.Annotations, AnnotationDataDeleter)
+			case deleter != "":
+				if next.Annotations == nil {
+					next.Annotations = map[string]string{}
+				}
+				next.Annotations[AnnotationDataDeleter] = deleter
+			}
+		}
+		var f ClaimFinalizing
+		if len(next.Finalizers) == 0 {
+			f.Remove = true
+		} else if !slices.Equal(next.Finalizers, c.Finalizers) || !maps.Equal(next.Annotations, c.Annotations) {
+			if len(next.Annotations) == 0 {
+				next.Annotations = nil
+			}
+			f.Update = next
+		}
+		if f.Remove || f.Update != nil {
+			out[key] = f
+		}
+	}
+	return out
+}
+
+// dataDeleter returns the node whose agent is to delete the data of a
+// deleted claim no pod mounts any more: "" while a node holds its volume
+// or no node can reach it. noData says there is no data to delete: the
+// claim never got storage, or its node-local volume's node no longer
+// exists.
+func dataDeleter(c *corev1.PersistentVolumeClaim, exists map[string]bool, nodes []string, fenced func(string) bool) (deleter string, noData bool) {
+	if c.Annotations[AnnotationStorageDriver] == "" {
+		return "", true
+	}
+	holder := c.Annotations[AnnotationAttachedNode]
+	if claimPinned(c) {
+		// Only the node that made it reaches a node-local volume; it
+		// deletes the data once its agent detached the volume.
+		node := c.Annotations[AnnotationSelectedNode]
+		if node == "" {
+			node = holder
+		}
+		if node == "" || !exists[node] {
+			return "", true
+		}
+		if holder != "" {
+			return "", false
+		}
+		return node, false
+	}
+	// A volume on a shared root: any node reaches it. A fenced holder
+	// runs nothing any more (the rule binding follows too).
+	if holder != "" && !fenced(holder) {
+		return "", false
+	}
+	if cur := c.Annotations[AnnotationDataDeleter]; cur != "" && exists[cur] && !fenced(cur) {
+		return cur, false
+	}
+	for _, n := range nodes {
+		if !fenced(n) {
+			return n, false
+		}
+	}
+	return "", false
+}
+
+func without(list []string, s string) []string {
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		if x != s {
+			out = append(out, x)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// finalizeClaims commits what FinalizeClaims decides for the deleted
+// claims of v, in one transaction guarded by the versions it decided
+// from: if the state moved meanwhile, the next sync decides again.
+func (c *Controller) finalizeClaims(ctx context.Context, v *raftstore.View, now time.Time) error {
+	var deleted []*corev1.PersistentVolumeClaim
+	for _, pvc := range raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "") {
+		if pvc.DeletionTimestamp != nil {
+			deleted = append(deleted, pvc)
+		}
+	}
+	if len(deleted) == 0 {
+		return nil
+	}
+	nodes := raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "")
+	res := FinalizeClaims(deleted, raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, ""), nodes, c.nodeFenced(nodes))
+	var ops []raftstore.Op
+	for _, pvc := range deleted {
+		f, ok := res[[2]string{pvc.Namespace, pvc.Name}]
+		switch {
+		case !ok:
+		case f.Remove:
+			ops = append(ops, DeleteOp(raftstore.PersistentVolumeClaims, pvc))
+			c.log.Info("claim removed", "claim", pvc.Namespace+"/"+pvc.Name)
+		default:
+			op, err := PutOp(raftstore.PersistentVolumeClaims, f.Update, Version(pvc))
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
+			if d := f.Update.Annotations[AnnotationDataDeleter]; d != "" && d != pvc.Annotations[AnnotationDataDeleter] {
+				c.log.Info("claim's data to be deleted", "claim", pvc.Namespace+"/"+pvc.Name, "node", d)
+			}
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops})
+	if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) {
+		c.log.Debug("claim finalizing refused; state changed", "error", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("finalize deleted claims: %w", err)
+	}
+	return nil
 }
