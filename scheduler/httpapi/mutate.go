@@ -84,6 +84,11 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 			}
 			obj.SetUID(cur.GetUID())
 			obj.SetCreationTimestamp(cur.GetCreationTimestamp())
+			// A claim being deleted stays deleted: only its finalizers
+			// can still go.
+			if kind == raftstore.PersistentVolumeClaims && cur.GetDeletionTimestamp() != nil {
+				obj.SetDeletionTimestamp(cur.GetDeletionTimestamp())
+			}
 			op, err = scheduler.PutOp(kind, obj, scheduler.Version(cur))
 		} else {
 			if wantVersion != 0 {
@@ -196,6 +201,13 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, _ []byte) error 
 		case raftstore.Pods:
 			var op *raftstore.Op
 			if op, err = scheduler.DeletePodOp(cur.(*corev1.Pod), grace, force, s.cfg.Now()); op != nil {
+				ops = []raftstore.Op{*op}
+			}
+		case raftstore.PersistentVolumeClaims:
+			// Terminating until no pod mounts it and its data is deleted
+			// (scheduler.FinalizeClaims).
+			var op *raftstore.Op
+			if op, err = scheduler.DeleteClaimOp(cur.(*corev1.PersistentVolumeClaim), s.cfg.Now()); op != nil {
 				ops = []raftstore.Op{*op}
 			}
 		case raftstore.Namespaces:
