@@ -121,7 +121,7 @@ func TestAuthenticate(t *testing.T) {
 type state struct {
 	pods   map[string]string   // ns/name -> node
 	events map[string]string   // ns/name -> source host
-	claims map[string][]string // ns/name -> nodes of the pods that mount it
+	claims map[string][]string // ns/name -> nodes that may write it
 }
 
 func (s state) ClaimNodes(ns, name string) []string { return s.claims[ns+"/"+name] }
@@ -149,7 +149,8 @@ func TestAuthorize(t *testing.T) {
 			"default/web-0": "node-a", "default/web-1": "node-b", "default/web-2": "",
 		},
 		events: map[string]string{"default/web-1.b1": "node-b", "default/web-0.a1": "node-a"},
-		claims: map[string][]string{"default/www-web-0": {"node-a"}, "default/www-web-1": {"node-b"}},
+		// www-web-7: no pod mounts it; node-a holds its volume or deletes its data.
+		claims: map[string][]string{"default/www-web-0": {"node-a"}, "default/www-web-1": {"node-b"}, "default/www-web-7": {"node-a"}},
 	}
 	mgmt := token("m1", api.TokenManagement, "", "")
 	ro := token("r1", api.TokenReadOnly, "", "")
@@ -202,6 +203,8 @@ func TestAuthorize(t *testing.T) {
 		{"agent records holding its pod's claim", aclOn, acl.Caller{Token: agentA}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-0", nil, ok},
 		{"agent writes another node's claim", aclOn, acl.Caller{Token: agentA}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-1", nil, n403},
 		{"agent writes a claim no pod mounts", aclOn, acl.Caller{Token: agentA}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-9", nil, n403},
+		{"agent finishes deleting a claim it holds the data of", aclOn, acl.Caller{Token: agentA}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-7", nil, ok},
+		{"agent finishes deleting another node's claim", aclOn, acl.Caller{Token: agentB}, put, "/v1/namespaces/default/persistentvolumeclaims/www-web-7", nil, n403},
 		{"agent deletes a claim", aclOn, acl.Caller{Token: agentA}, del, "/v1/namespaces/default/persistentvolumeclaims/www-web-0", nil, n403},
 
 		// Open to anyone.
@@ -266,7 +269,9 @@ func TestAuthorize(t *testing.T) {
 		{"agent: status", aclOn, acl.Caller{Token: agentA}, get, "/v1/status", nil, ok},
 		{"agent: itself", aclOn, acl.Caller{Token: agentA}, get, "/v1/acl/token/self", nil, ok},
 		{"agent: statefulsets", aclOn, acl.Caller{Token: agentA}, get, "/v1/statefulsets", nil, n403},
-		{"agent: volumes", aclOn, acl.Caller{Token: agentA}, get, "/v1/namespaces/default/persistentvolumeclaims", nil, n403},
+		{"agent: volumes of a namespace", aclOn, acl.Caller{Token: agentA}, get, "/v1/namespaces/default/persistentvolumeclaims", nil, ok},
+		{"agent: volumes", aclOn, acl.Caller{Token: agentA}, get, "/v1/persistentvolumeclaims", nil, ok},
+		{"read-only: volumes", aclOn, acl.Caller{Token: ro}, get, "/v1/persistentvolumeclaims", nil, ok},
 		{"agent: servers", aclOn, acl.Caller{Token: agentA}, get, "/v1/servers", nil, n403},
 		{"agent: metrics", aclOn, acl.Caller{Token: agentA}, get, "/metrics", nil, n403},
 		{"agent: tokens", aclOn, acl.Caller{Token: agentA}, get, "/v1/acl/tokens", nil, n403},

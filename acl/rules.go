@@ -96,7 +96,11 @@ type State interface {
 	// EventHost returns the source host of event ns/name and whether the
 	// event exists.
 	EventHost(ns, name string) (host string, exists bool)
-	// ClaimNodes returns the nodes of the pods that mount claim ns/name.
+	// ClaimNodes returns the nodes whose agents may write claim ns/name:
+	// those of the pods that mount it, the node recorded as holding its
+	// volume (stead.io/attached-node), which clears that record when it
+	// detaches, and the node asked to delete its data
+	// (stead.io/data-deleter), which removes the claim's data finalizer.
 	ClaimNodes(ns, name string) []string
 }
 
@@ -225,7 +229,11 @@ func managementRead(p []string) bool {
 // services, namespaces) and its routes to other nodes' pod subnets
 // (nodes) are built from. Pods are read cluster-wide because DNS answers
 // for every pod; an agent writes only its own.
-var agentReads = map[string]bool{"pods": true, "services": true, "namespaces": true, "nodes": true}
+//
+// Claims are read cluster-wide too: an agent follows them to grow the
+// volumes it holds and to delete the data of deleted claims it is asked
+// to.
+var agentReads = map[string]bool{"pods": true, "services": true, "namespaces": true, "nodes": true, "persistentvolumeclaims": true}
 
 // AgentRule decides what the agent of node may do (token names the
 // token in the reason):
@@ -236,7 +244,8 @@ var agentReads = map[string]bool{"pods": true, "services": true, "namespaces": t
 //   - report the status of a pod bound to its node (PUT .../status) and
 //     confirm that such a pod is gone (DELETE), nothing of another
 //     node's pods;
-//   - write events its node is the source of, about itself or its pods.
+//   - write events its node is the source of, about itself or its pods;
+//   - read claims, and write those State.ClaimNodes names it for.
 //
 // Everything else is forbidden.
 func AgentRule(node string, r Request, st State, token string) Decision {
@@ -250,7 +259,7 @@ func AgentRule(node string, r Request, st State, token string) Decision {
 		case is(p, "v1", "status"),
 			is(p, "v1", "*") && agentReads[p[1]],
 			is(p, "v1", "*", "*") && (p[1] == "namespaces" || p[1] == "nodes"),
-			is(p, "v1", "namespaces", "*", "*") && (p[3] == "pods" || p[3] == "services"),
+			is(p, "v1", "namespaces", "*", "*") && (p[3] == "pods" || p[3] == "services" || p[3] == "persistentvolumeclaims"),
 			is(p, "v1", "namespaces", "*", "*", "*") && (p[3] == "pods" || p[3] == "services"),
 			// A node mounts the volumes of its pods: it reads their claims.
 			is(p, "v1", "namespaces", "*", "persistentvolumeclaims", "*"),
@@ -271,9 +280,11 @@ func AgentRule(node string, r Request, st State, token string) Decision {
 			return agentEvent(node, p[2], p[4], r.Event, st, refuse)
 		case is(p, "v1", "namespaces", "*", "persistentvolumeclaims", "*"):
 			// A node records that it holds a claim's volume only for a
-			// claim one of its own pods mounts.
+			// claim one of its own pods mounts; it clears the record of
+			// a volume it holds, and finishes deleting a claim whose
+			// data it was asked to delete.
 			if !slices.Contains(st.ClaimNodes(p[2], p[4]), node) {
-				return refuse("it may not write claim %s/%s, which no pod on node %s mounts", p[2], p[4], node)
+				return refuse("it may not write claim %s/%s: no pod on node %s mounts it, the node does not hold its volume and was not asked to delete its data", p[2], p[4], node)
 			}
 			return allow
 		}

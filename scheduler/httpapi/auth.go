@@ -177,6 +177,13 @@ func (s viewState) PodNode(ns, name string) (string, bool) {
 
 func (s viewState) ClaimNodes(ns, name string) []string {
 	var nodes []string
+	if pvc, ok := raftstore.GetOf[*corev1.PersistentVolumeClaim](s.v, raftstore.PersistentVolumeClaims, ns, name); ok {
+		for _, k := range []string{scheduler.AnnotationAttachedNode, scheduler.AnnotationDataDeleter} {
+			if n := pvc.Annotations[k]; n != "" {
+				nodes = append(nodes, n)
+			}
+		}
+	}
 	for _, pod := range raftstore.ListOf[*corev1.Pod](s.v, raftstore.Pods, ns) {
 		if pod.Spec.NodeName == "" {
 			continue
