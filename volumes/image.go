@@ -5,6 +5,7 @@ package volumes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -308,6 +309,40 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return -1
+}
+
+// ImageSize is the size an image volume of the requested size gets: n
+// rounded up to 4 KiB. Compare it, not the request, with Size.
+func ImageSize(n int64) int64 { return alignUp(n) }
+
+// Size returns the size the volume has: the length of an image volume's
+// file, which is the filesystem's limit, or for local and shared volumes
+// the advisory size recorded in meta.json.
+func (m *Manager) Size(v Volume) (int64, error) {
+	if err := v.validate(); err != nil {
+		return 0, err
+	}
+	vr, err := m.openVolume(v)
+	if err != nil {
+		return 0, err
+	}
+	defer vr.Close()
+	if v.Class.Driver == DriverImage {
+		fi, err := vr.Stat(imageFile)
+		if err != nil {
+			return 0, fmt.Errorf("size of volume %s: %w", v, err)
+		}
+		return fi.Size(), nil
+	}
+	data, err := vr.ReadFile(metaFile)
+	if err != nil {
+		return 0, fmt.Errorf("size of volume %s: %w", v, err)
+	}
+	var md meta
+	if err := json.Unmarshal(data, &md); err != nil {
+		return 0, fmt.Errorf("size of volume %s: %s: %w", v, metaFile, err)
+	}
+	return md.Size, nil
 }
 
 func alignUp(n int64) int64 {

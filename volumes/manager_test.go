@@ -346,6 +346,9 @@ func TestImageVolume(t *testing.T) {
 	if st.Size != 32<<20 || st.Blocks*512 > 8<<20 {
 		t.Errorf("image is %d bytes with %d allocated, want 32 MiB, sparse", st.Size, st.Blocks*512)
 	}
+	if n, err := m.Size(v); err != nil || n != 32<<20 {
+		t.Errorf("Size = %d, %v; want 32 MiB", n, err)
+	}
 
 	mp, err := m.Attach(ctx, v, 1)
 	if err != nil {
@@ -442,6 +445,9 @@ func TestImageVolume(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(root, v.UID, "meta.json"))
 	if err := json.Unmarshal(data, &md); err != nil || md.Size != 96<<20 {
 		t.Errorf("meta.json size = %d, %v; want 96 MiB", md.Size, err)
+	}
+	if n, err := m.Size(v); err != nil || n != 96<<20 {
+		t.Errorf("Size after growing = %d, %v; want 96 MiB", n, err)
 	}
 	if err := m.Detach(ctx, v); err != nil {
 		t.Fatal(err)
