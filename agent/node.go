@@ -137,9 +137,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil:
-			a.lastRenewed.Store(&sent)
-			ttl := time.Duration(lease.TTLSeconds * float64(time.Second))
-			a.leaseTTL.Store(&ttl)
+			a.renewed(sent, time.Duration(lease.TTLSeconds*float64(time.Second)))
 			// The watchdog fences the node when this lease runs out.
 			if lease.TTLSeconds > 0 {
 				expires := sentMono.Add(time.Duration(lease.TTLSeconds * float64(time.Second)))
@@ -177,6 +175,22 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		case <-a.cfg.Clock.After(next):
 		}
 	}
+}
+
+// renewed records a lease renewal whose request was sent at sent. A lease
+// that ran out before this renewal is a lapse even if nothing noticed it
+// (the agent was stopped meanwhile): leaseValid must not count the lease
+// as held again before the assignments are read afresh, or a pod worker
+// that wakes with the process could restart an ordinal the servers gave
+// to another node while it was stopped.
+func (a *Agent) renewed(sent time.Time, ttl time.Duration) {
+	if prev, prevTTL := a.lastRenewed.Load(), a.leaseTTL.Load(); prev != nil && prevTTL != nil {
+		if ranOut := prev.Add(*prevTTL); !sent.Before(ranOut) {
+			a.lapsedAt.CompareAndSwap(nil, &ranOut)
+		}
+	}
+	a.leaseTTL.Store(&ttl)
+	a.lastRenewed.Store(&sent)
 }
 
 // watchNodes keeps a route to every other node's pod subnet through that
