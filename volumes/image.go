@@ -279,11 +279,11 @@ func (m *Manager) Resize(ctx context.Context, v Volume, newSize int64) error {
 			return fmt.Errorf("resize volume %s: %w", v, err)
 		}
 		if out, err := m.exec(ctx, "resize2fs", ent.Source); err != nil {
-			hint := ""
 			if strings.Contains(string(out), "Permission denied to resize") {
-				hint = " (the kernel allows online resizing only with CAP_SYS_RESOURCE: detach the volume and resize it offline)"
+				return fmt.Errorf("resize volume %s: %w: resize2fs %s: %v: %s (the kernel allows online resizing only with CAP_SYS_RESOURCE: detach the volume and resize it offline)",
+					v, ErrOnlineResize, ent.Source, err, strings.TrimSpace(string(out)))
 			}
-			return fmt.Errorf("resize volume %s: resize2fs %s: %w: %s%s", v, ent.Source, err, strings.TrimSpace(string(out)), hint)
+			return fmt.Errorf("resize volume %s: resize2fs %s: %w: %s", v, ent.Source, err, strings.TrimSpace(string(out)))
 		}
 	} else {
 		path := filepath.Join(m.VolumeDir(v), imageFile)
@@ -315,9 +315,10 @@ func exitCode(err error) int {
 // rounded up to 4 KiB. Compare it, not the request, with Size.
 func ImageSize(n int64) int64 { return alignUp(n) }
 
-// Size returns the size the volume has: the length of an image volume's
-// file, which is the filesystem's limit, or for local and shared volumes
-// the advisory size recorded in meta.json.
+// Size returns the size the volume has, as recorded in meta.json once
+// Create or Resize completed: for an image volume its filesystem's size
+// (a resize that failed half-way, its file grown but not its filesystem,
+// does not count), for local and shared volumes the advisory size.
 func (m *Manager) Size(v Volume) (int64, error) {
 	if err := v.validate(); err != nil {
 		return 0, err
@@ -327,13 +328,6 @@ func (m *Manager) Size(v Volume) (int64, error) {
 		return 0, err
 	}
 	defer vr.Close()
-	if v.Class.Driver == DriverImage {
-		fi, err := vr.Stat(imageFile)
-		if err != nil {
-			return 0, fmt.Errorf("size of volume %s: %w", v, err)
-		}
-		return fi.Size(), nil
-	}
 	data, err := vr.ReadFile(metaFile)
 	if err != nil {
 		return 0, fmt.Errorf("size of volume %s: %w", v, err)

@@ -392,8 +392,12 @@ func TestImageVolume(t *testing.T) {
 		// refusal says what to do, and the offline resize completes it.
 		t.Log("no CAP_SYS_RESOURCE: growing to 64 MiB offline")
 		err := m.Resize(ctx, v, 64<<20)
-		if err == nil || !strings.Contains(err.Error(), "detach the volume and resize it offline") {
+		if !errors.Is(err, ErrOnlineResize) || !strings.Contains(err.Error(), "detach the volume and resize it offline") {
 			t.Errorf("online resize without CAP_SYS_RESOURCE: %v", err)
+		}
+		// The image file grew, the filesystem did not: Size says so.
+		if n, err := m.Size(v); err != nil || n != 32<<20 {
+			t.Errorf("Size after a refused online resize = %d, %v; want 32 MiB", n, err)
 		}
 		if err := m.Detach(ctx, v); err != nil {
 			t.Fatal(err)

@@ -55,6 +55,10 @@ var (
 	ErrInsufficientSpace = errors.New("not enough space")
 	// ErrShrink: a resize asked for less than the volume's size.
 	ErrShrink = errors.New("volumes cannot shrink")
+	// ErrOnlineResize: the kernel refused to grow a mounted image
+	// volume's filesystem (without CAP_SYS_RESOURCE); it grows offline,
+	// once detached.
+	ErrOnlineResize = errors.New("online resize refused")
 	// ErrAttached: the volume is attached on this node, so it cannot be
 	// deleted.
 	ErrAttached = errors.New("volume is attached")
