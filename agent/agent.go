@@ -486,7 +486,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
-	loops := []func(context.Context){a.heartbeat, a.watchNodes, a.watchAssignments, a.reporter.run, a.events.run, a.watchExits, a.rotateLogs}
+	loops := []func(context.Context){a.heartbeat, a.watchNodes, a.watchAssignments, a.reporter.run, a.events.run, a.watchExits, a.rotateLogs, a.watchClaims}
 	for _, loop := range loops {
 		bg.Add(1)
 		go func() {

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/stead-io/stead/agent/containerd"
 	"github.com/stead-io/stead/api"
@@ -392,7 +391,13 @@ func (c *ClaimVolumes) Mount(ctx context.Context, pod *corev1.Pod, claim string)
 	if err != nil {
 		return "", &MountError{Reason: ReasonFailedMount, Err: err}
 	}
+	if pvc, err = c.prepare(ctx, pvc, v); err != nil {
+		return "", &MountError{Reason: ReasonFailedMount, Err: err}
+	}
 	if err := c.mgr.Create(ctx, v); err != nil {
+		return "", &MountError{Reason: ReasonFailedMount, Err: err}
+	}
+	if v.Size, err = c.growDetached(ctx, v); err != nil {
 		return "", &MountError{Reason: ReasonFailedMount, Err: err}
 	}
 	gen := uint64(max(generationOf(pod), 0))
@@ -458,26 +463,32 @@ func attachedClaim(pvc *corev1.PersistentVolumeClaim, node string, v volumes.Vol
 			changed = true
 		}
 	}
-	size := resource.NewQuantity(v.Size, resource.BinarySI)
-	if q, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
-		size = &q
-	}
-	if cur, ok := pvc.Status.Capacity[corev1.ResourceStorage]; !ok || cur.Cmp(*size) != 0 {
+	size := capacityOf(pvc, v.Size)
+	if cur, ok := pvc.Status.Capacity[corev1.ResourceStorage]; !ok || cur.Cmp(size) != 0 {
 		changed = true
 	}
 	if len(pvc.Status.AccessModes) != len(pvc.Spec.AccessModes) {
+		changed = true
+	}
+	// A resize that waited for this mount is done once the volume has
+	// the size asked for.
+	resized := resizedTo(pvc, v)
+	if resized && claimCondition(pvc, corev1.PersistentVolumeClaimNodeResizeError) {
 		changed = true
 	}
 	if !changed {
 		return nil
 	}
 	next := pvc.DeepCopy()
+	if resized {
+		clearClaimCondition(next, corev1.PersistentVolumeClaimNodeResizeError)
+	}
 	if next.Annotations == nil {
 		next.Annotations = map[string]string{}
 	}
 	maps.Copy(next.Annotations, want)
 	next.Status.Phase = corev1.ClaimBound
-	next.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: *size}
+	next.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: size}
 	next.Status.AccessModes = slices.Clone(pvc.Spec.AccessModes)
 	return next
 }
