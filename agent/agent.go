@@ -219,6 +219,10 @@ type Agent struct {
 	servers *serverPool
 	// watchdogCmd starts the node's watchdog when Config.Watchdog is set.
 	watchdogCmd watchdog.Command
+	// metrics are served on GET /metrics (metrics.go).
+	metrics *agentMetrics
+	// tokens checks the tokens of the API's callers with the servers.
+	tokens *tokenChecker
 
 	// Set up by Run.
 	containers Containers
@@ -271,15 +275,21 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		paths:   paths{cfg.DataDir},
 		servers: servers,
+		tokens:  newTokenChecker(servers, cfg.Clock),
 		ready:   make(chan struct{}),
 		workers: map[podKey]*podWorker{},
 		owners:  map[string]podKey{},
-	}, nil
+	}
+	a.metrics = newAgentMetrics(a)
+	if cv, ok := cfg.Volumes.(*ClaimVolumes); ok {
+		cv.metrics = a.metrics
+	}
+	return a, nil
 }
 
 // Ready is closed once the agent has registered its node, serves its API
@@ -417,7 +427,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer rt.Close()
-	a.containers = rt
+	a.containers = a.metrics.containers(rt)
 	if cfg.Watchdog != "" {
 		if err := a.startFencing(ctx, rt, addr); err != nil {
 			return err
@@ -454,6 +464,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.metrics.registry.MustRegister(a.dns.server.Collectors()...)
 
 	a.events = newEventRecorder(a.servers, a.log.Named("events"), cfg.NodeName, cfg.Clock)
 	a.reporter = newStatusReporter(a.servers, a.log.Named("status"))
@@ -462,7 +473,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		clock:      cfg.Clock,
 		containers: a.containers,
 		networks:   a.network,
-		volumes:    cfg.Volumes,
+		volumes:    a.metrics.volumes(cfg.Volumes),
 		paths:      a.paths,
 		node: nodeFacts{
 			Name: cfg.NodeName, IP: nodeIP.String(), DNS: a.network.GatewayIP().String(), Domain: cfg.ClusterDomain,

@@ -11,12 +11,15 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/stead-io/stead/acl"
 	"github.com/stead-io/stead/agent/containerd"
 	"github.com/stead-io/stead/api"
 )
@@ -24,8 +27,13 @@ import (
 // maxImageArchive bounds an uploaded image archive.
 const maxImageArchive = 4 << 30
 
-// handler serves the agent's HTTP API (see api.ExecProtocol for the list).
-// When the agent has a token, every request must carry it.
+// handler serves the agent's HTTP API (see api.ExecProtocol for the list)
+// and its metrics on GET /metrics.
+//
+// When the agent has a token (Config.Token), every request but GET
+// /v1/health must carry a token: the agent's own, or one the servers know
+// (authorize). Over TLS, callers present a certificate of the cluster that
+// is not an agent's.
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
@@ -35,6 +43,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("POST /v1/exec/{ns}/{pod}", a.serveExec)
 	mux.HandleFunc("GET /v1/images", a.serveListImages)
 	mux.HandleFunc("POST /v1/images", a.serveImportImages)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil {
 			if id, ok := api.PeerIdentity(r.TLS); !ok || id.Role == api.CertAgent {
@@ -43,18 +52,105 @@ func (a *Agent) handler() http.Handler {
 				return
 			}
 		}
-		if a.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+a.cfg.Token)) != 1 {
-			fail(w, apierrors.NewUnauthorized("this agent needs the cluster token: pass --token or set STEAD_TOKEN"))
-			return
+		need := accessOf(r)
+		if need != accessOpen && a.cfg.Token != "" {
+			if err := a.authorize(r, need); err != nil {
+				fail(w, err)
+				return
+			}
 		}
-		select {
-		case <-a.ready:
-		default:
-			fail(w, apierrors.NewServiceUnavailable("the agent is starting; retry in a few seconds"))
-			return
+		// Metrics say how a starting agent is doing too.
+		if r.URL.Path != "/metrics" {
+			select {
+			case <-a.ready:
+			default:
+				fail(w, apierrors.NewServiceUnavailable("the agent is starting; retry in a few seconds"))
+				return
+			}
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// access is what a request to the agent's API needs of its token.
+type access int
+
+const (
+	// accessOpen needs no token: liveness.
+	accessOpen access = iota
+	// accessRead needs a read-only or management token: logs, the image
+	// list and metrics.
+	accessRead
+	// accessWrite needs a management token: exec, image import and
+	// anything else.
+	accessWrite
+)
+
+// accessOf says what r needs, by its method and path as the API's router
+// matches them; what it does not name needs a management token.
+func accessOf(r *http.Request) access {
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	if method != http.MethodGet {
+		return accessWrite
+	}
+	p := acl.ParsePath(r.URL.EscapedPath())
+	switch {
+	case len(p) == 2 && p[0] == "v1" && p[1] == "health":
+		return accessOpen
+	case len(p) == 4 && p[0] == "v1" && p[1] == "logs",
+		len(p) == 2 && p[0] == "v1" && p[1] == "images",
+		len(p) == 1 && p[0] == "metrics":
+		return accessRead
+	}
+	return accessWrite
+}
+
+// authorize checks the token r carries for need: the agent's own token
+// (compared in constant time) may do everything; any other is asked of the
+// servers (tokenChecker): a management token may do everything, a
+// read-only one may read, and an agent token, of this node or another,
+// nothing. Nothing else is let through: 401 without a valid token, 403
+// with one whose role does not allow the request.
+func (a *Agent) authorize(r *http.Request, need access) error {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return apierrors.NewUnauthorized("this agent needs a token: pass --token or set STEAD_TOKEN")
+	}
+	secret, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return apierrors.NewUnauthorized("the Authorization header is not \"Bearer TOKEN\"")
+	}
+	secret = strings.TrimSpace(secret)
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(a.cfg.Token)) == 1 {
+		return nil
+	}
+	tok, err := a.tokens.check(r.Context(), secret)
+	if err != nil {
+		if apierrors.IsUnauthorized(err) {
+			a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", err)
+		}
+		return err
+	}
+	var refused string
+	switch tok.Role {
+	case api.TokenManagement:
+		return nil
+	case api.TokenReadOnly:
+		if need == accessRead {
+			return nil
+		}
+		refused = fmt.Sprintf("token %s is read-only: it may not %s %s on node %s", tok.ID, r.Method, r.URL.Path, a.cfg.NodeName)
+	case api.TokenAgent:
+		refused = fmt.Sprintf("token %s belongs to the agent of node %s: it may not use the API of node %s's agent", tok.ID, tok.Node, a.cfg.NodeName)
+	default:
+		refused = fmt.Sprintf("token %s has role %q, which the agent does not know", tok.ID, tok.Role)
+	}
+	a.log.Warn("request forbidden", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "token", tok.ID, "reason", refused)
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden,
+		Reason: metav1.StatusReasonForbidden, Message: refused}}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

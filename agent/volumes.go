@@ -366,6 +366,8 @@ type ClaimVolumes struct {
 	claims  claimStore
 	paths   paths
 	log     hclog.Logger
+	// metrics times attaches; nil observes nothing.
+	metrics *agentMetrics
 }
 
 // newClaimVolumes returns the claim volumes of node, kept under
@@ -401,7 +403,7 @@ func (c *ClaimVolumes) Mount(ctx context.Context, pod *corev1.Pod, claim string)
 		return "", &MountError{Reason: ReasonFailedMount, Err: err}
 	}
 	gen := uint64(max(generationOf(pod), 0))
-	hostPath, err := c.mgr.Attach(ctx, v, gen)
+	hostPath, err := c.metrics.attach(ctx, c.mgr, v, gen)
 	if errors.Is(err, volumes.ErrStaleGeneration) {
 		return "", &MountError{Reason: ReasonStaleVolumeGeneration, Err: err}
 	}
