@@ -47,6 +47,8 @@ type state struct {
 	// order maps the log index of each remembered request (8 bytes, big
 	// endian) to its ID, so the oldest is evicted first.
 	order *iradix.Tree[string]
+	// idx are the objects' indexes for blocking queries.
+	idx indexes
 	// index is the log index of the last command applied.
 	index uint64
 	// next is closed when a newer state replaces this one.
@@ -71,6 +73,7 @@ func emptyState() *state {
 		objects:  iradix.New[Object](),
 		requests: iradix.New[requestRecord](),
 		order:    iradix.New[string](),
+		idx:      emptyIndexes(),
 		next:     make(chan struct{}),
 	}
 }
@@ -85,7 +88,7 @@ func NewFSM() *FSM {
 // View returns the current state.
 func (f *FSM) View() *View {
 	st := f.cur.Load()
-	return &View{objects: st.objects, index: st.index}
+	return &View{objects: st.objects, idx: st.idx, index: st.index}
 }
 
 // WaitForIndex blocks until the applied index is greater than after, and
@@ -142,6 +145,7 @@ func (f *FSM) applyTxn(index uint64, txn Txn) Result {
 		objects:  cur.objects,
 		requests: cur.requests,
 		order:    cur.order,
+		idx:      cur.idx,
 		index:    index,
 		next:     make(chan struct{}),
 	}
@@ -153,9 +157,9 @@ func (f *FSM) applyTxn(index uint64, txn Txn) Result {
 			return rec.result()
 		}
 	}
-	objects, terr := applyOps(cur.objects, index, txn.Ops)
+	objects, idx, terr := applyOps(cur.objects, cur.idx, index, txn.Ops)
 	if terr == nil {
-		next.objects = objects
+		next.objects, next.idx = objects, idx
 	}
 	rec := requestRecord{Index: index, Err: terr}
 	if txn.RequestID != "" {
@@ -188,13 +192,14 @@ func orderKey(index uint64) []byte {
 
 // applyOps applies ops in order to objects at log index. Each op sees the
 // effect of the ops before it. On the first failed precondition it
-// returns the error and objects is left as it was.
-func applyOps(objects *iradix.Tree[Object], index uint64, ops []Op) (*iradix.Tree[Object], *TxnError) {
+// returns the error and objects and their indexes are left as they were.
+func applyOps(objects *iradix.Tree[Object], idx indexes, index uint64, ops []Op) (*iradix.Tree[Object], indexes, *TxnError) {
 	txn := objects.Txn()
+	itxn := idx.txn(index)
 	version := strconv.FormatUint(index, 10)
 	for _, op := range ops {
 		if terr := checkOp(op); terr != nil {
-			return nil, terr
+			return nil, idx, terr
 		}
 		key := objectKey(op.Kind, op.Namespace, op.Name)
 		existing, exists := txn.Get(key)
@@ -202,18 +207,19 @@ func applyOps(objects *iradix.Tree[Object], index uint64, ops []Op) (*iradix.Tre
 			continue
 		}
 		if op.IfAbsent && exists {
-			return nil, txnErr(CodeAlreadyExists, op, "object exists")
+			return nil, idx, txnErr(CodeAlreadyExists, op, "object exists")
 		}
 		if !exists && (op.Type == OpDelete || op.IfVersion != 0) {
-			return nil, txnErr(CodeNotFound, op, "object does not exist")
+			return nil, idx, txnErr(CodeNotFound, op, "object does not exist")
 		}
 		if op.IfVersion != 0 {
 			if rv := existing.GetResourceVersion(); rv != strconv.FormatUint(op.IfVersion, 10) {
-				return nil, txnErr(CodeConflict, op, "resourceVersion is %s, want %d", rv, op.IfVersion)
+				return nil, idx, txnErr(CodeConflict, op, "resourceVersion is %s, want %d", rv, op.IfVersion)
 			}
 		}
 		if op.Type == OpDelete {
 			txn.Delete(key)
+			itxn.changed(op.Kind, op.Namespace, op.Name, existing, nil)
 			continue
 		}
 		obj, terr, err := decodeOpObject(op)
@@ -221,7 +227,7 @@ func applyOps(objects *iradix.Tree[Object], index uint64, ops []Op) (*iradix.Tre
 			panic(fmt.Sprintf("raftstore: corrupt log entry %d: %v", index, err))
 		}
 		if terr != nil {
-			return nil, terr
+			return nil, idx, terr
 		}
 		setTypeMeta(op.Kind, obj)
 		obj.SetResourceVersion(version)
@@ -234,8 +240,9 @@ func applyOps(objects *iradix.Tree[Object], index uint64, ops []Op) (*iradix.Tre
 			obj.SetAnnotations(ann)
 		}
 		txn.Insert(key, obj)
+		itxn.changed(op.Kind, op.Namespace, op.Name, existing, obj)
 	}
-	return txn.CommitOnly(), nil
+	return txn.CommitOnly(), itxn.commit(), nil
 }
 
 // Snapshot returns the current state for Raft to persist. It only takes

@@ -145,6 +145,7 @@ func readSnapshot(r io.Reader) (*state, error) {
 		}
 	}
 	st.objects = objs.CommitOnly()
+	st.idx = buildIndexes(st.objects, st.index)
 
 	want := hex.EncodeToString(lr.sum.Sum(nil))
 	var trailer snapshotTrailer

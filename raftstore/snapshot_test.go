@@ -182,6 +182,7 @@ func TestSnapshotRoundTripAndReplay(t *testing.T) {
 	var midView *raftstore.View
 	for i := 1; i <= n; i++ {
 		results = append(results, a.apply(g.txn(a.fsm.View())))
+		checkPodsOn(t, fmt.Sprintf("after entry %d", i), a.fsm.View())
 		if i == mid {
 			var err error
 			if midSnap, err = a.fsm.Snapshot(); err != nil {
@@ -240,6 +241,7 @@ func TestSnapshotRoundTripAndReplay(t *testing.T) {
 		}
 	}
 	sameState(t, "restored midway and replayed", final, d.View())
+	checkPodsOn(t, "restored midway and replayed", d.View())
 
 	// The request table came along: more transactions, repeats
 	// included, get the same answers everywhere.

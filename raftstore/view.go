@@ -18,6 +18,7 @@ import (
 // or DeepCopyObject()) and change the copy.
 type View struct {
 	objects *iradix.Tree[Object]
+	idx     indexes
 	index   uint64
 }
 
