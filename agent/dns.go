@@ -82,21 +82,26 @@ func (a *Agent) watchZone(ctx context.Context, srv *dnsserver.Server) {
 	}
 }
 
-// zoneInput reads pods (blocking past index), services and namespaces.
+// zoneResources are what the zone is built from. A blocking list wakes
+// only for changes of its own kind, so the zone watch waits on each.
+var zoneResources = []api.Resource{podsResource, servicesResource, namespacesResource}
+
+// zoneInput waits until pods, services or namespaces changed past index
+// (or the wait ran out), then reads all three.
 func (a *Agent) zoneInput(ctx context.Context, c *api.Client, index uint64) (dnsserver.ZoneInput, uint64, error) {
 	in := dnsserver.ZoneInput{Domain: a.cfg.ClusterDomain}
-	pods, idx, err := c.List(ctx, podsResource, "", api.ListOptions{Index: index, Wait: DefaultAssignmentsWait})
+	lists, idx, err := waitAny(ctx, c, zoneResources, index)
 	if err != nil {
 		return in, 0, err
 	}
-	svcs, _, err := c.List(ctx, servicesResource, "", api.ListOptions{})
-	if err != nil {
-		return in, 0, err
+	for i, res := range zoneResources {
+		if lists[i] == nil {
+			if lists[i], _, err = c.List(ctx, res, "", api.ListOptions{}); err != nil {
+				return in, 0, err
+			}
+		}
 	}
-	nss, _, err := c.List(ctx, namespacesResource, "", api.ListOptions{})
-	if err != nil {
-		return in, 0, err
-	}
+	pods, svcs, nss := lists[0], lists[1], lists[2]
 	in.Pods = podsOf(pods.Items)
 	for _, raw := range svcs.Items {
 		var s corev1.Service
@@ -112,4 +117,32 @@ func (a *Agent) zoneInput(ctx context.Context, c *api.Client, index uint64) (dns
 	}
 	in.Serial = uint32(idx)
 	return in, idx, nil
+}
+
+// waitAny holds a blocking list of each resource past index and returns
+// when the first answers, with the index it answered at and its list in
+// that resource's place (the others nil, their lists cancelled).
+func waitAny(ctx context.Context, c *api.Client, resources []api.Resource, index uint64) ([]*api.List, uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		i    int
+		list *api.List
+		idx  uint64
+		err  error
+	}
+	answers := make(chan answer, len(resources))
+	for i, res := range resources {
+		go func() {
+			list, idx, err := c.List(ctx, res, "", api.ListOptions{Index: index, Wait: DefaultAssignmentsWait})
+			answers <- answer{i, list, idx, err}
+		}()
+	}
+	first := <-answers
+	if first.err != nil {
+		return nil, 0, first.err
+	}
+	lists := make([]*api.List, len(resources))
+	lists[first.i] = first.list
+	return lists, first.idx, nil
 }

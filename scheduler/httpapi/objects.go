@@ -52,9 +52,12 @@ func scope(r *http.Request, res api.Resource, needName bool) (string, error) {
 }
 
 // view returns the state to answer a read from. With ?index=N it first
-// waits until the state index passes N, for at most ?wait (a blocking
-// query), so watchers need no polling loop.
-func (s *Server) view(r *http.Request) (*raftstore.View, error) {
+// waits, for at most ?wait, until changed(state) passes N: a blocking
+// query, so watchers need no polling loop. changed is the index of the
+// last change the query concerns (the kind it reads, or the pods of one
+// node), so a watcher wakes for what can change its answer and not for
+// every commit.
+func (s *Server) view(r *http.Request, changed func(*raftstore.View) uint64) (*raftstore.View, error) {
 	q := r.URL.Query()
 	if q.Get("index") == "" {
 		return s.cfg.Store.View(), nil
@@ -71,15 +74,26 @@ func (s *Server) view(r *http.Request) (*raftstore.View, error) {
 		}
 		wait = min(d, maxWait)
 	}
-	if v := s.cfg.Store.View(); v.Index() > index {
+	v := s.cfg.Store.View()
+	if index == 0 || changed(v) > index {
 		return v, nil
 	}
 	ctx, cancel := contextWithTimeout(r, wait)
 	defer cancel()
-	// A timeout is not an error: the caller gets the unchanged state and
-	// asks again.
-	s.cfg.Store.WaitForIndex(ctx, index)
-	return s.cfg.Store.View(), nil
+	for changed(v) <= index {
+		// A timeout is not an error: the caller gets the unchanged
+		// state and asks again.
+		if _, err := s.cfg.Store.WaitForIndex(ctx, v.Index()); err != nil {
+			return s.cfg.Store.View(), nil
+		}
+		v = s.cfg.Store.View()
+	}
+	return v, nil
+}
+
+// kindChanged is the change index of blocking reads of one kind.
+func kindChanged(kind raftstore.Kind) func(*raftstore.View) uint64 {
+	return func(v *raftstore.View) uint64 { return v.LastChange(kind) }
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
@@ -107,7 +121,17 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	v, err := s.view(r)
+	kind := raftstore.Kind(res.Name)
+	// An agent's watch of the pods bound to its node reads and waits on
+	// that node's pods alone.
+	node, byNode := fields.RequiresExactMatch("spec.nodeName")
+	byNode = byNode && kind == raftstore.Pods
+	changed, items := kindChanged(kind), func(v *raftstore.View) []raftstore.Object { return v.List(kind, ns) }
+	if byNode {
+		changed = func(v *raftstore.View) uint64 { return v.LastPodChangeOn(node) }
+		items = func(v *raftstore.View) []raftstore.Object { return v.PodsOn(node) }
+	}
+	v, err := s.view(r, changed)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -115,7 +139,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	out := api.List{Items: []json.RawMessage{}}
 	out.APIVersion, out.Kind = "v1", "List"
 	out.ResourceVersion = strconv.FormatUint(v.Index(), 10)
-	for _, o := range v.List(raftstore.Kind(res.Name), ns) {
+	for _, o := range items(v) {
+		if ns != "" && o.GetNamespace() != ns {
+			continue
+		}
 		if !sel.Matches(labels.Set(o.GetLabels())) || !fields.Matches(objectFields(o)) {
 			continue
 		}
@@ -140,7 +167,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	v, err := s.view(r)
+	v, err := s.view(r, kindChanged(raftstore.Kind(res.Name)))
 	if err != nil {
 		s.fail(w, err)
 		return

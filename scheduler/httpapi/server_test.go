@@ -636,6 +636,9 @@ func TestFieldSelector(t *testing.T) {
 		{"spec.nodeName!=node-a", "web-1,web-2"},
 		{"spec.nodeName=", "web-2"},
 		{"metadata.name=web-1", "web-1"},
+		{"spec.nodeName=node-a,metadata.name=web-0", "web-0"},
+		{"spec.nodeName=node-a,metadata.name=web-1", ""},
+		{"spec.nodeName=node-c", ""},
 	}
 	for _, tt := range tests {
 		l, _, err := ts.client.List(ctx, res(t, "pods"), "", api.ListOptions{FieldSelector: tt.selector})
@@ -654,6 +657,100 @@ func TestFieldSelector(t *testing.T) {
 	}
 	if _, _, err := ts.client.List(ctx, res(t, "pods"), "", api.ListOptions{FieldSelector: "spec.hostname=x"}); !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), "spec.nodeName") {
 		t.Errorf("unsupported field: %v", err)
+	}
+}
+
+// TestBlockingQueryWakesForItsOwnChanges: a watch of one node's pods
+// sleeps through changes to other nodes' pods and wakes for its own; a
+// watch of a kind sleeps through changes to other kinds. Each sleep is
+// seen as a wait that runs to its end (as in TestBlockingQuery).
+func TestBlockingQueryWakesForItsOwnChanges(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	pods, svcs := res(t, "pods"), res(t, "services")
+	if _, err := ts.client.Apply(ctx, []byte(webYAML), ""); err != nil {
+		t.Fatal(err)
+	}
+	var set appsv1.StatefulSet
+	ts.client.Get(ctx, res(t, "sts"), "default", "web", &set)
+	putPod(t, ts, &set, "web-0", "node-a")
+	_, idx, err := ts.client.List(ctx, pods, "", api.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 400 * time.Millisecond
+	type answer struct {
+		names string
+		idx   uint64
+		err   error
+		took  time.Duration
+	}
+	watch := func(r api.Resource, selector string) chan answer {
+		done := make(chan answer, 1)
+		go func() {
+			start := time.Now()
+			l, got, err := ts.client.List(ctx, r, "", api.ListOptions{FieldSelector: selector, Index: idx, Wait: wait})
+			a := answer{idx: got, err: err, took: time.Since(start)}
+			if err == nil {
+				var names []string
+				for _, raw := range l.Items {
+					var m metav1.PartialObjectMetadata
+					json.Unmarshal(raw, &m)
+					names = append(names, m.Name)
+				}
+				a.names = strings.Join(names, ",")
+			}
+			done <- a
+		}()
+		return done
+	}
+	get := func(what string, done chan answer) answer {
+		t.Helper()
+		select {
+		case a := <-done:
+			if a.err != nil {
+				t.Fatalf("%s: %v", what, a.err)
+			}
+			return a
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: no answer", what)
+		}
+		return answer{}
+	}
+
+	nodeA, services := watch(pods, "spec.nodeName=node-a"), watch(svcs, "")
+	putPod(t, ts, &set, "web-1", "node-b") // another node's pod
+	if a := get("node-a's pods while node-b's change", nodeA); a.took < wait || a.names != "web-0" {
+		t.Errorf("node-a's watch answered %q after %v, want web-0 after the whole wait of %v", a.names, a.took, wait)
+	}
+	if a := get("services while a pod changes", services); a.took < wait {
+		t.Errorf("the services watch answered after %v, before its wait of %v ran out", a.took, wait)
+	}
+
+	nodeA = watch(pods, "spec.nodeName=node-a")
+	var moved corev1.Pod
+	if _, err := ts.client.Get(ctx, pods, "default", "web-1", &moved); err != nil {
+		t.Fatal(err)
+	}
+	moved.Spec.NodeName = "node-a"
+	op, err := scheduler.PutOp(raftstore.Pods, &moved, scheduler.Version(&moved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.store.Apply(ctx, raftstore.Txn{RequestID: newRequestID(), Ops: []raftstore.Op{op}}); err != nil {
+		t.Fatal(err)
+	}
+	a := get("node-a's pods while a pod moves there", nodeA)
+	if a.names != "web-0,web-1" || a.idx <= idx {
+		t.Errorf("node-a's watch answered %q at index %d, want web-0,web-1 past %d", a.names, a.idx, idx)
+	}
+	_, idx, _ = ts.client.List(ctx, pods, "", api.ListOptions{})
+	nodeB := watch(pods, "spec.nodeName=node-b")
+	if _, err := ts.client.Delete(ctx, pods, "default", "web-1", api.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if a := get("node-b's pods while node-a's pod is deleted", nodeB); a.took < wait || a.names != "" {
+		t.Errorf("node-b's watch answered %q after %v, want nothing after the whole wait of %v", a.names, a.took, wait)
 	}
 }
 
