@@ -40,7 +40,7 @@ func buildIndexes(objects *iradix.Tree[Object], index uint64) indexes {
 	return idx
 }
 
-func kindChangeKey(kind Kind) []byte { return append([]byte("k\x00"), kind...) }
+func kindChangeKey(kind Kind) []byte   { return append([]byte("k\x00"), kind...) }
 func nodeChangeKey(node string) []byte { return append([]byte("n\x00"), node...) }
 
 func nodeKey(node, namespace, name string) []byte {
