@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,7 +181,12 @@ func webOn(t *testing.T, s *serverProc, after uint64) (*appsv1.StatefulSet, erro
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, idx, err := s.client(t).List(ctx, res, "default", api.ListOptions{Index: after, Wait: 10 * time.Second, FieldSelector: "metadata.name=web"})
+	// The status answers once the state index passes after.
+	q := url.Values{"index": {strconv.FormatUint(after, 10)}, "wait": {"10s"}}
+	if _, err := s.client(t).Do(ctx, http.MethodGet, "/v1/status", q, nil, nil); err != nil {
+		return nil, err
+	}
+	l, idx, err := s.client(t).List(ctx, res, "default", api.ListOptions{FieldSelector: "metadata.name=web"})
 	if err != nil {
 		return nil, err
 	}

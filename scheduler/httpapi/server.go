@@ -142,8 +142,15 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, 0, map[string]string{"status": "ready"})
 }
 
+// status answers who leads, the members and the state index; with
+// ?index=N it first waits until the state index passes N (a blocking
+// query on every commit).
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	v := s.cfg.Store.View()
+	v, err := s.view(r, (*raftstore.View).Index)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	leaderID, _ := s.cfg.Store.LeaderID()
 	st := api.ClusterStatus{ServerID: s.cfg.ID, Leader: leaderID, Index: v.Index(), Version: s.cfg.Version}
 	if srv, ok := serverInfo(v, leaderID); ok {
