@@ -12,10 +12,10 @@ usage() {
 Usage: $prog --role server|agent [options] [user@]host
 
 Installs Stead on one host over ssh: the binary as /usr/local/bin/stead, the
-unit as /etc/systemd/system/stead-ROLE.service, the role's flags in
-/etc/stead/ROLE.env (which the unit reads) and the same settings in
-/etc/stead/ROLE.yaml (kept for a future --config; not read yet). Then, when
-the host runs systemd, it enables the unit and starts or restarts it.
+unit as /etc/systemd/system/stead-ROLE.service, the role's settings in
+/etc/stead/ROLE.yaml (which the unit passes as --config) and
+/etc/stead/ROLE.env, which the unit also reads, with no extra flags. Then,
+when the host runs systemd, it enables the unit and starts or restarts it.
 
 Only files whose content differs are replaced, each atomically; running it
 again changes nothing and says so. Every remote command goes through one ssh
@@ -291,24 +291,22 @@ for a in "${extra[@]}"; do
 	esac
 done
 
-# The environment file the unit reads.
+# The environment file the unit reads: no extra flags. It replaces the
+# flags earlier versions of this script wrote there, which now are in the
+# YAML file.
 var=STEAD_$(echo "$role" | tr '[:lower:]' '[:upper:]')_ARGS
-args=
-for i in "${!names[@]}"; do
-	args+="${args:+ }--${names[$i]}"
-	[ -z "${values[$i]}" ] || args+=" ${values[$i]}"
-done
 {
-	echo "# The flags of \`stead $role\`, read by stead-$role.service."
-	echo "# Written by deploy/install.sh; the next run replaces it."
-	echo "$var=\"$args\""
+	echo "# Flags of \`stead $role\` that override /etc/stead/$role.yaml, read by"
+	echo "# stead-$role.service. Written by deploy/install.sh; the next run replaces it."
+	echo "$var=\"\""
 } >"$work/env"
 
-# The same settings as YAML, keyed by flag name: lists for flags that take
-# several values or are given more than once.
+# The settings as YAML, keyed by flag name, which the unit passes as
+# --config: lists for flags that take several values or are given more than
+# once.
 {
-	echo "# The settings of \`stead $role\`, keyed by flag name, for --config."
-	echo "# Not read yet: the service takes its flags from /etc/stead/$role.env."
+	echo "# The settings of \`stead $role\`, keyed by flag name, read by"
+	echo "# stead-$role.service (--config /etc/stead/$role.yaml)."
 	echo "# Written by deploy/install.sh; the next run replaces it."
 	done_names=" "
 	for i in "${!names[@]}"; do
@@ -341,11 +339,12 @@ done
 # What to install: source, destination, mode.
 bin_dst=$root/usr/local/bin/stead
 env_dst=$root/etc/stead/$role.env
+yaml_dst=$root/etc/stead/$role.yaml
 unit_dst=$root/etc/systemd/system/stead-$role.service
 files=(
 	"$binary" "$bin_dst" 755
 	"$work/env" "$env_dst" 600
-	"$work/yaml" "$root/etc/stead/$role.yaml" 600
+	"$work/yaml" "$yaml_dst" 600
 	"$unit_src" "$unit_dst" 644
 )
 
@@ -417,13 +416,12 @@ for ((i = 0; i < ${#files[@]}; i += 3)); do
 done
 
 # Bring the service in line: reload units if the unit changed, enable it,
-# start it, or restart it for a changed binary, unit or flags (the YAML file
-# is not read yet, so it alone restarts nothing).
+# start it, or restart it for a changed binary, unit, settings or flags.
 unit=stead-$role.service
 unit_changed=false restart_needed=false
 for c in "${changed[@]}"; do
 	[ "$c" != "$unit_dst" ] || unit_changed=true
-	case $c in "$bin_dst" | "$env_dst" | "$unit_dst") restart_needed=true ;; esac
+	case $c in "$bin_dst" | "$env_dst" | "$yaml_dst" | "$unit_dst") restart_needed=true ;; esac
 done
 actions=()
 if [ -n "$sc" ]; then

@@ -42,7 +42,7 @@ func unitSettings(t *testing.T, path string) map[string][]string {
 }
 
 // TestUnitSettings checks the settings the rest of Stead relies on: the
-// notify protocol and watchdog that cmd/stead speaks, the flags file that
+// notify protocol and watchdog that cmd/stead speaks, the settings file that
 // install.sh writes, and the kill mode that lets pods outlive the agent.
 func TestUnitSettings(t *testing.T) {
 	repo := repoRoot(t)
@@ -62,12 +62,12 @@ func TestUnitSettings(t *testing.T) {
 	}{
 		{"stead-server.service", map[string]string{
 			"Service.EnvironmentFile": "-/etc/stead/server.env",
-			"Service.ExecStart":       "/usr/local/bin/stead server $STEAD_SERVER_ARGS",
+			"Service.ExecStart":       "/usr/local/bin/stead server --config /etc/stead/server.yaml $STEAD_SERVER_ARGS",
 			"Service.StateDirectory":  "stead",
 		}},
 		{"stead-agent.service", map[string]string{
 			"Service.EnvironmentFile": "-/etc/stead/agent.env",
-			"Service.ExecStart":       "/usr/local/bin/stead agent $STEAD_AGENT_ARGS",
+			"Service.ExecStart":       "/usr/local/bin/stead agent --config /etc/stead/agent.yaml $STEAD_AGENT_ARGS",
 			"Service.StateDirectory":  "stead-agent",
 			"Service.KillMode":        "process",
 			"Service.Delegate":        "yes",
