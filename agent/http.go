@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -127,7 +128,11 @@ func (a *Agent) authorize(r *http.Request, need access) error {
 	if subtle.ConstantTimeCompare([]byte(secret), []byte(a.cfg.Token)) == 1 {
 		return nil
 	}
-	tok, err := a.tokens.check(r.Context(), secret)
+	source, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		source = r.RemoteAddr
+	}
+	tok, err := a.tokens.check(r.Context(), secret, source)
 	if err != nil {
 		if apierrors.IsUnauthorized(err) {
 			a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -25,6 +26,12 @@ const (
 	tokenCacheSize = 1024
 	// tokenCheckTimeout bounds one question to a server.
 	tokenCheckTimeout = 10 * time.Second
+	// tokenAskRate and tokenAskBurst bound the questions about tokens the
+	// agent has no answer for that one source address may cause, so that
+	// guessing tokens at the agent neither floods the servers nor goes
+	// faster than at the servers.
+	tokenAskRate  = 10
+	tokenAskBurst = 20
 )
 
 // tokenChecker finds out what the token a caller of the agent's API
@@ -39,6 +46,8 @@ type tokenChecker struct {
 	clock   Clock
 	ttl     time.Duration
 	size    int
+	// asks limits the questions each source address causes.
+	asks *acl.Limiter
 
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]tokenAnswer
@@ -57,13 +66,15 @@ func newTokenChecker(servers *serverPool, clock Clock) *tokenChecker {
 		clock = SystemClock{}
 	}
 	return &tokenChecker{servers: servers, clock: clock, ttl: tokenCacheTTL, size: tokenCacheSize,
-		cache: map[[sha256.Size]byte]tokenAnswer{}}
+		asks: acl.NewLimiter(tokenAskRate, tokenAskBurst), cache: map[[sha256.Size]byte]tokenAnswer{}}
 }
 
-// check returns the token whose secret the caller presented, or an API
-// error: Unauthorized when the secret is malformed, unknown or revoked,
-// ServiceUnavailable when no server could say.
-func (t *tokenChecker) check(ctx context.Context, secret string) (api.TokenInfo, error) {
+// check returns the token whose secret a caller from source (its
+// address) presented, or an API error: Unauthorized when the secret is
+// malformed, unknown or revoked, TooManyRequests when source caused too
+// many questions to the servers lately, ServiceUnavailable when no server
+// could say.
+func (t *tokenChecker) check(ctx context.Context, secret, source string) (api.TokenInfo, error) {
 	if _, ok := acl.SecretID(secret); !ok {
 		return api.TokenInfo{}, apierrors.NewUnauthorized("the token is malformed: a token is the secret 'stead acl bootstrap' or 'stead acl token create' printed")
 	}
@@ -73,6 +84,10 @@ func (t *tokenChecker) check(ctx context.Context, secret string) (api.TokenInfo,
 	ans, ok := t.cache[key]
 	t.mu.Unlock()
 	if !ok || !now.Before(ans.expires) {
+		if ok, retry := t.asks.Allow(source, now); !ok {
+			secs := int(math.Ceil(retry.Seconds()))
+			return api.TokenInfo{}, apierrors.NewTooManyRequests(fmt.Sprintf("too many unknown tokens from %s; retry in %ds", source, secs), secs)
+		}
 		var err error
 		if ans, err = t.ask(ctx, secret); err != nil {
 			return api.TokenInfo{}, err

@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,7 +120,7 @@ func TestTokenChecker(t *testing.T) {
 			s.do()
 		}
 		clock.Advance(s.advance)
-		info, err := tc.check(context.Background(), s.secret)
+		info, err := tc.check(context.Background(), s.secret, "10.0.0.1")
 		switch {
 		case s.want != "" && (err != nil || info.Role != s.want):
 			t.Errorf("%s: got %+v, %v; want role %s", s.name, info, err, s.want)
@@ -130,9 +132,27 @@ func TestTokenChecker(t *testing.T) {
 		}
 	}
 
+	// A source that sends many tokens the checker has no answer for is
+	// told to wait once it used its burst; another source is not.
+	var codes []int32
+	for i := range tokenAskBurst + 1 {
+		_, err := tc.check(context.Background(), secretOf(fmt.Sprintf("%016x", 0xe000+i), byte(i)), "10.0.0.3")
+		codes = append(codes, codeOf(err))
+	}
+	if want := append(slices.Repeat([]int32{401}, tokenAskBurst), 429); !slices.Equal(codes, want) {
+		t.Errorf("unknown tokens from one source answered %v, want %v", codes, want)
+	}
+	last := secretOf(fmt.Sprintf("%016x", 0xe000+tokenAskBurst-1), byte(tokenAskBurst-1))
+	if _, err := tc.check(context.Background(), last, "10.0.0.3"); codeOf(err) != 401 {
+		t.Errorf("a token with a kept answer, from a limited source: %v, want the kept 401", err)
+	}
+	if _, err := tc.check(context.Background(), secretOf("00000000000000f1", 1), "10.0.0.4"); codeOf(err) != 401 {
+		t.Errorf("an unknown token from another source: %v, want 401", err)
+	}
+
 	// The cache holds at most size answers.
 	for i := range 5 {
-		tc.check(context.Background(), secretOf("00000000000000d"+string("01234"[i]), byte(i)))
+		tc.check(context.Background(), secretOf("00000000000000d"+string("01234"[i]), byte(i)), "10.0.0.2")
 	}
 	tc.mu.Lock()
 	n := len(tc.cache)
