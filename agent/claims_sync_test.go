@@ -219,3 +219,70 @@ func hasCapSysResource(t *testing.T) bool {
 	}
 	return false
 }
+
+// TestClaimResizeBeyondRoot asks an image volume on a 64 MiB root for
+// 1 GiB: the running pod keeps its volume, size and data and the claim
+// says why it did not grow; a pod mounting it afresh waits with that
+// reason, and nothing is mounted half-way.
+func TestClaimResizeBeyondRoot(t *testing.T) {
+	e := newEnv(t)
+	img := e.busyboxImage(t)
+	root := t.TempDir()
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=64m"); err != nil {
+		t.Skipf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
+	classes, err := volumes.ParseClasses([]string{"small=image:" + root + ",default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.agentConfig(t, "vol1")
+	cfg.StorageClasses = classes
+	e.startAgent(t, cfg)
+
+	pvc := e.putClaim(t, "disk-db-0", "", "16Mi")
+	e.assign(t, "vol1", claimPod(img, "db-0", "disk-db-0", counter))
+	e.waitPod(t, "db-0", 60*time.Second, "running", func(p *corev1.Pod) bool { return containerStatus(p).State.Running != nil })
+	e.setRequest(t, "disk-db-0", "1Gi")
+	var cond *corev1.PersistentVolumeClaimCondition
+	waitFor(t, 30*time.Second, "NodeResizeError", func() (bool, string) {
+		cond = claimCondition(e.claim("disk-db-0"), corev1.PersistentVolumeClaimNodeResizeError)
+		return cond != nil, ""
+	})
+	if cond.Reason != agent.ReasonResizeFailed || !strings.Contains(cond.Message, `not enough space: class "small" cannot provide 1008 MiB more to grow it from 16 MiB to 1 GiB`) {
+		t.Errorf("condition = %s %q, want %s naming the space", cond.Reason, cond.Message, agent.ReasonResizeFailed)
+	}
+	if q := e.claim("disk-db-0").Status.Capacity[corev1.ResourceStorage]; q.String() != "16Mi" {
+		t.Errorf("capacity = %s after a refused growth, want 16Mi", q.String())
+	}
+	img0 := filepath.Join(root, string(pvc.UID), "disk.img")
+	if fi, err := os.Stat(img0); err != nil || fi.Size() != 16<<20 {
+		t.Errorf("image after a refused growth: %v, %v", fi, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "volumes", "mounts", string(pvc.UID), "count")); err != nil || string(b) != "1\n" {
+		t.Errorf("data after a refused growth: %q, %v", b, err)
+	}
+
+	e.deletePod(t, "db-0")
+	waitFor(t, 30*time.Second, "detached", func() (bool, string) {
+		c := e.claim("disk-db-0")
+		return c.Annotations[agent.AnnotationAttachedNode] == "", c.Annotations[agent.AnnotationAttachedNode]
+	})
+	e.assign(t, "vol1", claimPod(img, "db-0", "disk-db-0", counter))
+	p := e.waitPod(t, "db-0", 60*time.Second, "waiting to mount", func(p *corev1.Pod) bool {
+		return strings.Contains(waitingMessage(p), "not enough space")
+	})
+	if msg := waitingMessage(p); !strings.Contains(msg, agent.ReasonFailedMount+": volume default/disk-db-0: not enough space") {
+		t.Errorf("waiting = %q, want FailedMount naming the volume", msg)
+	}
+	if m := mountsMentioning(t, string(pvc.UID)); len(m) > 0 {
+		t.Errorf("mounted half-way:\n%s", strings.Join(m, "\n"))
+	}
+	if l := loopsBacking(root); len(l) > 0 {
+		t.Errorf("loop devices left attached: %v", l)
+	}
+	if fi, err := os.Stat(img0); err != nil || fi.Size() != 16<<20 {
+		t.Errorf("image after a refused mount: %v, %v", fi, err)
+	}
+	e.deletePod(t, "db-0")
+}

@@ -17,8 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// checkFree refuses a size that the class root's filesystem cannot hold.
-func (m *Manager) checkFree(v Volume, r *os.Root, size int64) error {
+// checkFree refuses a size that the class root's filesystem cannot hold;
+// grown is the volume's size before a resize (0 when it is created).
+func (m *Manager) checkFree(v Volume, r *os.Root, size, grown int64) error {
 	d, err := r.Open(".")
 	if err != nil {
 		return fmt.Errorf("volume %s: %w", v, err)
@@ -30,7 +31,11 @@ func (m *Manager) checkFree(v Volume, r *os.Root, size int64) error {
 	}
 	free := int64(st.Bavail) * st.Bsize
 	if size > free {
-		return fmt.Errorf("volume %s: %w: class %q cannot provide %s: its root %s has %s free", v, ErrInsufficientSpace, v.Class.Name, formatSize(size), m.classRoot(v.Class), formatSize(free))
+		what := formatSize(size)
+		if grown > 0 {
+			what = fmt.Sprintf("%s more to grow it from %s to %s", formatSize(size), formatSize(grown), formatSize(grown+size))
+		}
+		return fmt.Errorf("volume %s: %w: class %q cannot provide %s: its root %s has %s free", v, ErrInsufficientSpace, v.Class.Name, what, m.classRoot(v.Class), formatSize(free))
 	}
 	return nil
 }
@@ -258,7 +263,7 @@ func (m *Manager) Resize(ctx context.Context, v Volume, newSize int64) error {
 		if err != nil {
 			return err
 		}
-		err = m.checkFree(v, r, v.Size-cur)
+		err = m.checkFree(v, r, v.Size-cur, cur)
 		r.Close()
 		if err != nil {
 			return err

@@ -268,7 +268,7 @@ func (m *Manager) Create(ctx context.Context, v Volume) error {
 
 	if v.Class.Driver == DriverImage {
 		if _, err := r.Lstat(filepath.Join(v.UID, imageFile)); isNotExist(err) {
-			if err := m.checkFree(v, r, v.Size); err != nil {
+			if err := m.checkFree(v, r, v.Size, 0); err != nil {
 				return err
 			}
 		}

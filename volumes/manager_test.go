@@ -541,7 +541,7 @@ func TestImageTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = m.Resize(ctx, v, 1<<30)
-	if !errors.Is(err, ErrInsufficientSpace) {
+	if !errors.Is(err, ErrInsufficientSpace) || !strings.Contains(err.Error(), `class "disk" cannot provide 1020 MiB more to grow it from 4 MiB to 1 GiB`) {
 		t.Errorf("Resize to 1 GiB on a 4 MiB root: %v", err)
 	}
 	var st unix.Stat_t
