@@ -317,6 +317,8 @@ func TestAuthorize(t *testing.T) {
 		{"agent certificate with its token", aclTLS, acl.Caller{Cert: agentCertA, Token: agentA}, post, "/v1/nodes/node-a/heartbeat", nil, ok},
 		{"agent certificate with another node's token", aclTLS, acl.Caller{Cert: agentCertA, Token: agentB}, post, "/v1/nodes/node-b/heartbeat", nil, n403},
 		{"agent certificate with a management token", aclTLS, acl.Caller{Cert: agentCertA, Token: mgmt}, post, "/v1/apply", nil, n403},
+		{"agent certificate with a management token: the token itself", aclTLS, acl.Caller{Cert: agentCertA, Token: mgmt}, get, "/v1/acl/token/self", nil, ok},
+		{"agent certificate with a read-only token reads pods", aclTLS, acl.Caller{Cert: agentCertA, Token: ro}, get, "/v1/pods", nil, n403},
 		{"client certificate with an agent token", aclTLS, acl.Caller{Cert: clientCert, Token: agentA}, post, "/v1/nodes/node-a/heartbeat", nil, ok},
 	}
 	for _, tc := range cases {
