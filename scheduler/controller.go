@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -133,12 +134,14 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 	now := c.clock.Now()
 	next := maxIdle
 	var errs []error
+	objs := newNamespaceObjects(v)
+	var commits []planCommit
 	for _, set := range raftstore.ListOf[*appsv1.StatefulSet](v, raftstore.StatefulSets, "") {
 		plan := Reconcile(Input{
 			Set:       set,
-			Pods:      raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, set.Namespace),
-			Claims:    raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, set.Namespace),
-			Revisions: raftstore.ListOf[*appsv1.ControllerRevision](v, raftstore.ControllerRevisions, set.Namespace),
+			Pods:      objs.pods(set.Namespace),
+			Claims:    objs.claims(set.Namespace),
+			Revisions: objs.revisions(set.Namespace),
 			Now:       now,
 		})
 		if plan.RequeueAfter > 0 {
@@ -149,20 +152,24 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 			errs = append(errs, fmt.Errorf("statefulset %s/%s: %w", set.Namespace, set.Name, err))
 			continue
 		}
-		if len(ops) == 0 {
-			continue
+		if len(ops) > 0 {
+			commits = append(commits, planCommit{set: set, plan: plan, ops: ops})
 		}
-		if _, err := c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: ops}); err != nil {
-			if errors.Is(err, raftstore.ErrConflict) || errors.Is(err, raftstore.ErrNotFound) || errors.Is(err, raftstore.ErrAlreadyExists) {
-				// The state moved under the decision: decide again from the new one.
-				c.log.Debug("plan refused; state changed", "set", set.Name, "error", err)
-				next = 0
-				continue
-			}
-			errs = append(errs, fmt.Errorf("commit plan of statefulset %s/%s: %w", set.Namespace, set.Name, err))
-			continue
+	}
+	// Each set's plan is its own transaction, so that one refused plan
+	// holds back no other set; they are committed side by side, and Raft
+	// writes the ones in flight together.
+	for _, pc := range c.commitPlans(ctx, commits) {
+		switch {
+		case pc.err == nil:
+			c.logPlan(pc.set, pc.plan)
+		case errors.Is(pc.err, raftstore.ErrConflict) || errors.Is(pc.err, raftstore.ErrNotFound) || errors.Is(pc.err, raftstore.ErrAlreadyExists):
+			// The state moved under the decision: decide again from the new one.
+			c.log.Debug("plan refused; state changed", "set", pc.set.Name, "error", pc.err)
+			next = 0
+		default:
+			errs = append(errs, fmt.Errorf("commit plan of statefulset %s/%s: %w", pc.set.Namespace, pc.set.Name, pc.err))
 		}
-		c.logPlan(set, plan)
 	}
 	if err := c.syncNodes(ctx, v, now); err != nil {
 		errs = append(errs, err)
@@ -191,6 +198,35 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	return next, errors.Join(errs...)
+}
+
+// planCommit is one set's plan on its way to the log.
+type planCommit struct {
+	set  *appsv1.StatefulSet
+	plan Plan
+	ops  []raftstore.Op
+	err  error
+}
+
+// maxPlansInFlight bounds the plans committed at once.
+const maxPlansInFlight = 32
+
+// commitPlans commits each plan as one transaction, up to
+// maxPlansInFlight at a time, and returns them with their outcomes in
+// their order.
+func (c *Controller) commitPlans(ctx context.Context, commits []planCommit) []planCommit {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxPlansInFlight)
+	for i := range commits {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			_, commits[i].err = c.store.Apply(ctx, raftstore.Txn{RequestID: newID(), Ops: commits[i].ops})
+		}()
+	}
+	wg.Wait()
+	return commits
 }
 
 func (c *Controller) logPlan(set *appsv1.StatefulSet, plan Plan) {
@@ -375,4 +411,41 @@ func newID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// namespaceObjects lists a view's pods, claims and revisions once per
+// namespace and sync, so that syncing many sets of one namespace does not
+// list it once per set.
+type namespaceObjects struct {
+	v           *raftstore.View
+	podsBy      map[string][]*corev1.Pod
+	claimsBy    map[string][]*corev1.PersistentVolumeClaim
+	revisionsBy map[string][]*appsv1.ControllerRevision
+}
+
+func newNamespaceObjects(v *raftstore.View) *namespaceObjects {
+	return &namespaceObjects{v: v, podsBy: map[string][]*corev1.Pod{},
+		claimsBy: map[string][]*corev1.PersistentVolumeClaim{}, revisionsBy: map[string][]*appsv1.ControllerRevision{}}
+}
+
+// listOnce returns cache[ns], listing kind in ns into it the first time.
+func listOnce[T raftstore.Object](v *raftstore.View, cache map[string][]T, kind raftstore.Kind, ns string) []T {
+	l, ok := cache[ns]
+	if !ok {
+		l = raftstore.ListOf[T](v, kind, ns)
+		cache[ns] = l
+	}
+	return l
+}
+
+func (o *namespaceObjects) pods(ns string) []*corev1.Pod {
+	return listOnce(o.v, o.podsBy, raftstore.Pods, ns)
+}
+
+func (o *namespaceObjects) claims(ns string) []*corev1.PersistentVolumeClaim {
+	return listOnce(o.v, o.claimsBy, raftstore.PersistentVolumeClaims, ns)
+}
+
+func (o *namespaceObjects) revisions(ns string) []*appsv1.ControllerRevision {
+	return listOnce(o.v, o.revisionsBy, raftstore.ControllerRevisions, ns)
 }

@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/stead-io/stead/api"
@@ -273,7 +275,10 @@ func newSetSync(in Input) *setSync {
 			s.nsPods = append(s.nsPods, p)
 		}
 	}
-	sort.SliceStable(s.nsPods, func(i, j int) bool { return s.nsPods[i].Name < s.nsPods[j].Name })
+	byName := func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(s.nsPods, byName) {
+		slices.SortStableFunc(s.nsPods, byName)
+	}
 	for _, c := range in.Claims {
 		if c != nil && c.Namespace == set.Namespace {
 			s.nsClaims[c.Name] = c

@@ -22,11 +22,12 @@ import (
 // labels and its name is "<set>-<ordinal>" (B.11).
 func (s *setSync) claimPods() {
 	for _, pod := range s.nsPods {
-		match := s.selector.Matches(labels.Set(pod.Labels)) && isMember(s.set, pod.Name)
 		ref := metav1.GetControllerOfNoCopy(pod)
+		if ref != nil && ref.UID != s.set.UID {
+			continue // M.97, M.100: controlled by someone else.
+		}
+		match := isMember(s.set, pod.Name) && s.selector.Matches(labels.Set(pod.Labels))
 		switch {
-		case ref != nil && ref.UID != s.set.UID:
-			// M.97, M.100: controlled by someone else.
 		case ref != nil && match:
 			s.pods = append(s.pods, pod)
 		case ref != nil:
