@@ -60,6 +60,19 @@ type Op struct {
 	// assignment of an ordinal carries a generation higher than all
 	// earlier ones, known only once it commits.
 	StampGeneration bool `json:"stampGeneration,omitempty"`
+
+	// typed, set by PutOp and EnsureOp, is how they encoded a typed
+	// object: ValidateTxn need not decode Object again as long as the op
+	// still carries that very encoding under the same key.
+	typed *typedEncoding
+}
+
+// typedEncoding is an op's object as encoded from a typed object of kind
+// with that namespace and name.
+type typedEncoding struct {
+	object          json.RawMessage
+	kind            Kind
+	namespace, name string
 }
 
 // PutOp returns an unconditional OpPut of obj, keyed by obj's namespace
@@ -85,7 +98,23 @@ func objectOp(t OpType, kind Kind, obj Object) (Op, error) {
 	if err != nil {
 		return Op{}, fmt.Errorf("encode %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 	}
-	return Op{Type: t, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Object: data}, nil
+	op := Op{Type: t, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Object: data}
+	if k, err := KindOf(obj); err == nil && k == kind {
+		op.typed = &typedEncoding{object: data, kind: kind, namespace: op.Namespace, name: op.Name}
+	}
+	return op, nil
+}
+
+// encodedFromTyped reports whether op's object is the encoding objectOp
+// made of a typed object of op's kind, namespace and name, so that it
+// decodes into that kind with that name and namespace.
+func encodedFromTyped(op Op) bool {
+	t := op.typed
+	if t == nil || t.kind != op.Kind || t.namespace != op.Namespace || t.name != op.Name {
+		return false
+	}
+	a, b := op.Object, t.object
+	return len(a) > 0 && len(a) == len(b) && &a[0] == &b[0]
 }
 
 // encodeTxn returns the log entry for txn.
@@ -177,7 +206,7 @@ func ValidateTxn(txn Txn) error {
 		if terr := checkOp(op); terr != nil {
 			return terr
 		}
-		if op.Type == OpDelete {
+		if op.Type == OpDelete || encodedFromTyped(op) {
 			continue
 		}
 		_, terr, err := decodeOpObject(op)
