@@ -23,22 +23,35 @@ import (
 	"github.com/stead-io/stead/agent/containerd/containerdtest"
 	"github.com/stead-io/stead/agent/image"
 	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/api/tlstest"
 	"github.com/stead-io/stead/scheduler/httpapi"
 	"github.com/stead-io/stead/volumes"
 )
 
 // aclServer serves e's store through an API with ACLs on, bootstraps it
-// and returns its address and a management token's secret.
-func (e *testEnv) aclServer(t *testing.T) (addr, management string) {
+// and returns its address and a management token's secret. With ca, it
+// serves mutual TLS with a server certificate of ca, and clients holds
+// the options of a client of ca.
+func (e *testEnv) aclServer(t *testing.T, ca *tlstest.CA) (addr, management string, clients api.ClientOptions) {
 	t.Helper()
-	h := httpapi.New(httpapi.Config{ID: "s1", Version: "test", Store: e.store, Logger: e.log, ClusterCIDR: e.cluster}).
-		Secure(httpapi.Security{ACL: true})
-	srv := httptest.NewServer(h)
+	sec := httpapi.Security{ACL: true}
+	if ca != nil {
+		sec.Cluster = ca.Cluster
+	}
+	h := httpapi.New(httpapi.Config{ID: "s1", Version: "test", Store: e.store, Logger: e.log, ClusterCIDR: e.cluster}).Secure(sec)
+	srv := httptest.NewUnstartedServer(h)
+	if ca != nil {
+		srv.TLS = ca.TLS(api.CertServer, "s1").ServerConfig()
+		srv.StartTLS()
+		clients.TLS = ca.TLS(api.CertClient, "test").ClientConfig()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	c, err := api.NewClient(srv.URL)
+	c, err := api.NewClientWithOptions(srv.URL, clients)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +61,13 @@ func (e *testEnv) aclServer(t *testing.T) (addr, management string) {
 	if _, err := c.Do(ctx, http.MethodPost, "/v1/acl/bootstrap", nil, nil, &tok); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	return srv.URL, tok.Secret
+	return srv.URL, tok.Secret, clients
 }
 
 // makeToken makes a token through the API at addr.
-func makeToken(t *testing.T, addr, management string, req api.TokenRequest) api.NewToken {
+func makeToken(t *testing.T, addr string, o api.ClientOptions, req api.TokenRequest) api.NewToken {
 	t.Helper()
-	c, err := api.NewClientWithOptions(addr, api.ClientOptions{Token: management})
+	c, err := api.NewClientWithOptions(addr, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +91,13 @@ func makeToken(t *testing.T, addr, management string, req api.TokenRequest) api.
 // scrapes the agent's metrics for the operations that happened.
 func TestAgentAPITokens(t *testing.T) {
 	e := newEnv(t)
-	addr, management := e.aclServer(t)
+	addr, management, _ := e.aclServer(t, nil)
 	const node = "tokens-node"
-	own := makeToken(t, addr, management, api.TokenRequest{Role: api.TokenAgent, Node: node}).Secret
-	readOnly := makeToken(t, addr, management, api.TokenRequest{Role: api.TokenReadOnly}).Secret
-	otherAgent := makeToken(t, addr, management, api.TokenRequest{Role: api.TokenAgent, Node: "other-node"}).Secret
-	revoked := makeToken(t, addr, management, api.TokenRequest{Role: api.TokenManagement})
+	mo := api.ClientOptions{Token: management}
+	own := makeToken(t, addr, mo, api.TokenRequest{Role: api.TokenAgent, Node: node}).Secret
+	readOnly := makeToken(t, addr, mo, api.TokenRequest{Role: api.TokenReadOnly}).Secret
+	otherAgent := makeToken(t, addr, mo, api.TokenRequest{Role: api.TokenAgent, Node: "other-node"}).Secret
+	revoked := makeToken(t, addr, mo, api.TokenRequest{Role: api.TokenManagement})
 	mc, _ := api.NewClientWithOptions(addr, api.ClientOptions{Token: management})
 	if _, err := mc.Do(context.Background(), http.MethodDelete, "/v1/acl/tokens/"+revoked.ID, nil, nil, nil); err != nil {
 		t.Fatalf("revoke: %v", err)
@@ -236,6 +250,59 @@ func TestAgentAPITokens(t *testing.T) {
 			t.Errorf("/metrics: %s = %v (found %v), want 0", series, v, found)
 		}
 	}
+}
+
+// TestAgentAPITokensOverTLS checks the tokens of the agent's callers over
+// mutual TLS, where the agent asks the servers about them with its node's
+// certificate: a management token execs, a read-only one reads logs but
+// does not exec.
+func TestAgentAPITokensOverTLS(t *testing.T) {
+	ca := tlstest.NewCA(t, "")
+	e := newEnvWith(t, ca)
+	addr, management, o := e.aclServer(t, ca)
+	const node = "tls-tokens"
+	mo := o
+	mo.Token = management
+	own := makeToken(t, addr, mo, api.TokenRequest{Role: api.TokenAgent, Node: node}).Secret
+	readOnly := makeToken(t, addr, mo, api.TokenRequest{Role: api.TokenReadOnly}).Secret
+	cfg := e.agentConfig(t, node)
+	cfg.Servers, cfg.Token = []string{addr}, own
+	agentTLS := ca.TLS(api.CertAgent, node)
+	cfg.ServerTLS, cfg.APITLS = agentTLS.ClientConfig(), agentTLS.ServerConfig()
+	a := e.startAgent(t, cfg)
+	e.assign(t, node, e.testPod("tlstok-0", []string{"hang"}))
+	e.running(t, "tlstok-0")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client := func(token string) *api.AgentClient {
+		c, err := api.NewAgentClientWithOptions(a.APIAddr(), api.ClientOptions{
+			TLS: ca.TLS(api.CertClient, "cli").ClientConfigFor(api.AgentName(ca.Cluster, node)), Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	exec := func(token string) (string, error) {
+		var out strings.Builder
+		_, err := client(token).Exec(ctx, "default", "tlstok-0", api.ExecOptions{Command: []string{"/podtest", "echo", "over", "tls"}, Stdout: &out})
+		return out.String(), err
+	}
+	if out, err := exec(management); err != nil || out != "over tls\n" {
+		t.Errorf("exec with a management token: %q %v", out, err)
+	}
+	if out, err := exec(readOnly); httpCode(err) != 403 || out != "" {
+		t.Errorf("exec with a read-only token: %q %v, want 403", out, err)
+	}
+	if r, err := client(readOnly).Logs(ctx, "default", "tlstok-0", api.LogOptions{Tail: 1}); err != nil {
+		t.Errorf("logs with a read-only token: %v", err)
+	} else {
+		r.Close()
+	}
+	if _, err := exec(""); httpCode(err) != 401 {
+		t.Errorf("exec without a token: %v, want 401", err)
+	}
+	e.deletePod(t, "tlstok-0")
 }
 
 // TestAgentPodsMetric counts a running pod by phase in the agent's
