@@ -3,8 +3,8 @@
 // containerd, each in its own network namespace with an IP from the node's
 // pod subnet, runs their probes, restarts their containers with back-off,
 // reports their status, stops them gracefully when they are deleted, keeps
-// their logs, serves their logs, exec and image import over its own HTTP
-// API, and answers cluster DNS for them.
+// their logs, serves their logs, exec, image import and its metrics over
+// its own HTTP API, and answers cluster DNS for them.
 //
 // The pod lifecycle is level-triggered and keyed by pod name: a worker per
 // pod name compares the pod assigned to the node with the containers
@@ -69,7 +69,8 @@ type Config struct {
 	// the next when one does not answer (required).
 	Servers []string
 	// Token is the ACL token sent to the servers; when set, the agent's
-	// own API requires it too.
+	// own API requires a token too: this one, or a management or
+	// read-only token the servers know (see handler).
 	Token string
 	// ServerTLS, when set, is how the agent dials the servers: mutual TLS
 	// with the node's agent certificate, checking the servers'.
