@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"time"
 )
 
@@ -164,4 +165,22 @@ func FormatNumber(v float64) string {
 	default:
 		return fmt.Sprintf("%.3g", v)
 	}
+}
+
+// AppendResults appends rows as JSON lines to the file at path, creating
+// it if needed: how benchmarks that run as Go benchmarks (go test -bench)
+// hand their rows to bench/run.sh.
+func AppendResults(path string, rows []Result) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	e := NewEmitter(f)
+	for _, r := range rows {
+		if err := e.Emit(r); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
