@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -183,4 +184,10 @@ func AppendResults(path string, rows []Result) error {
 		}
 	}
 	return f.Close()
+}
+
+// MetricName is the row as a unit for testing.B.ReportMetric, which takes
+// no whitespace: its name, metric and unit joined by dashes.
+func (r Result) MetricName() string {
+	return strings.Join(strings.Fields(r.Name+"-"+r.Metric+"-"+r.Unit), "_")
 }

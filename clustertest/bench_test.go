@@ -50,24 +50,13 @@ func BenchmarkFailover(b *testing.B) {
 		rows = append(rows, leaderLossTrials(b, c, *benchLeadTrials)...)
 	}
 	for _, r := range rows {
-		b.ReportMetric(r.Value, metricName(r))
+		b.ReportMetric(r.Value, r.MetricName())
 	}
 	if *benchResults != "" {
 		if err := bench.AppendResults(*benchResults, rows); err != nil {
 			b.Fatal(err)
 		}
 	}
-}
-
-// metricName makes a row's name fit for b.ReportMetric (no spaces).
-func metricName(r bench.Result) string {
-	out := []byte(r.Name + "-" + r.Metric + "-" + r.Unit)
-	for i, ch := range out {
-		if ch == ' ' {
-			out[i] = '_'
-		}
-	}
-	return string(out)
 }
 
 // nodeLossTrials takes down, n times, the link of the agent running the

@@ -46,7 +46,7 @@ const e2eNamespace = "default"
 
 // skipUnlessPods skips t with -short and unless this machine can run pods:
 // root, containerd, runc and the CNI plugins.
-func skipUnlessPods(t *testing.T) {
+func skipUnlessPods(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: runs stead with containerd")
@@ -90,7 +90,7 @@ type e2eProc struct {
 }
 
 // startProc runs the binary with args.
-func startProc(t *testing.T, bin, name string, args ...string) *e2eProc {
+func startProc(t testing.TB, bin, name string, args ...string) *e2eProc {
 	t.Helper()
 	p := &e2eProc{name: name, log: &e2eLog{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
@@ -107,14 +107,14 @@ func startProc(t *testing.T, bin, name string, args ...string) *e2eProc {
 
 // waitOutput waits until the process prints marker, and fails the test if
 // it exits or prints failure first.
-func (p *e2eProc) waitOutput(t *testing.T, marker, failure string, within time.Duration) {
+func (p *e2eProc) waitOutput(t testing.TB, marker, failure string, within time.Duration) {
 	t.Helper()
 	p.waitOutputSince(t, 0, marker, failure, within)
 }
 
 // waitOutputSince is waitOutput for what the process prints from byte
 // offset since of its output on.
-func (p *e2eProc) waitOutputSince(t *testing.T, since int, marker, failure string, within time.Duration) {
+func (p *e2eProc) waitOutputSince(t testing.TB, since int, marker, failure string, within time.Duration) {
 	t.Helper()
 	deadline := time.NewTimer(within)
 	defer deadline.Stop()
@@ -140,7 +140,7 @@ func (p *e2eProc) waitOutputSince(t *testing.T, since int, marker, failure strin
 
 // stop sends SIGTERM and waits for the exit; after within it kills the
 // process and reports that it had to.
-func (p *e2eProc) stop(t *testing.T, within time.Duration) {
+func (p *e2eProc) stop(t testing.TB, within time.Duration) {
 	t.Helper()
 	if p.done() {
 		return
@@ -194,7 +194,7 @@ type e2eCluster struct {
 
 // newE2ECluster chooses the addresses, names and directories of a cluster
 // and writes the test image where its agent imports images at start.
-func newE2ECluster(t *testing.T) *e2eCluster {
+func newE2ECluster(t testing.TB) *e2eCluster {
 	t.Helper()
 	bin := steadBinary(t)
 	// The containerd socket path must stay short: no t.TempDir here.
@@ -241,7 +241,7 @@ func (e *e2eCluster) agentFlags() []string {
 
 // startE2EDev starts `stead dev` with its agent and waits until the node
 // runs pods. The cluster is taken down when the test ends.
-func startE2EDev(t *testing.T) *e2eCluster {
+func startE2EDev(t testing.TB) *e2eCluster {
 	t.Helper()
 	skipUnlessPods(t)
 	e := newE2ECluster(t)
@@ -256,7 +256,7 @@ func startE2EDev(t *testing.T) *e2eCluster {
 // startE2EServerAgent starts `stead server` and `stead agent` as two
 // processes and waits until the node runs pods. The cluster is taken down
 // when the test ends.
-func startE2EServerAgent(t *testing.T) *e2eCluster {
+func startE2EServerAgent(t testing.TB) *e2eCluster {
 	t.Helper()
 	skipUnlessPods(t)
 	e := newE2ECluster(t)
@@ -275,7 +275,7 @@ func startE2EServerAgent(t *testing.T) *e2eCluster {
 
 // startServer starts (or starts again, on the same data directory) the
 // server of a two-process cluster and waits until it answers.
-func (e *e2eCluster) startServer(t *testing.T) {
+func (e *e2eCluster) startServer(t testing.TB) {
 	t.Helper()
 	e.server = startProc(t, e.bin, "stead server", "server", "--bootstrap", "--node-id", "e2e",
 		"--data-dir", filepath.Join(e.dir, "server"), "--http-addr", e.addr, "--raft-addr", e.raft,
@@ -302,7 +302,7 @@ func (e *e2eCluster) startServer(t *testing.T) {
 // teardown stops the pods through the cluster, then the processes, then
 // checks that no container, containerd or mount is left behind and removes
 // the pod network's bridge, rule and directories.
-func (e *e2eCluster) teardown(t *testing.T) {
+func (e *e2eCluster) teardown(t testing.TB) {
 	if e.server != nil && !e.server.done() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		for _, name := range e.listNames(ctx, t, "statefulsets") {
@@ -410,7 +410,7 @@ func processesUnder(dir string) []leftProcess {
 // removeContainers starts a containerd on the agent's containerd directory
 // and deletes every container, for a teardown whose pods did not go
 // through the cluster.
-func (e *e2eCluster) removeContainers(t *testing.T, dir string) {
+func (e *e2eCluster) removeContainers(t testing.TB, dir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := containerd.StartDaemon(ctx, containerd.DaemonOptions{Dir: dir})
@@ -438,7 +438,7 @@ func (e *e2eCluster) removeContainers(t *testing.T, dir string) {
 }
 
 // listNames lists the names of a resource's objects in the test namespace.
-func (e *e2eCluster) listNames(ctx context.Context, t *testing.T, resource string) []string {
+func (e *e2eCluster) listNames(ctx context.Context, t testing.TB, resource string) []string {
 	l, _, err := e.c.List(ctx, e2eResource(t, resource), e2eNamespace, api.ListOptions{})
 	if err != nil {
 		t.Errorf("list %s: %v", resource, err)
@@ -458,7 +458,7 @@ func (e *e2eCluster) listNames(ctx context.Context, t *testing.T, resource strin
 
 // waitNoPods waits, with blocking queries, until no pod is left and
 // returns the names of those still there when within passes.
-func (e *e2eCluster) waitNoPods(t *testing.T, within time.Duration) []string {
+func (e *e2eCluster) waitNoPods(t testing.TB, within time.Duration) []string {
 	deadline := time.Now().Add(within)
 	var index uint64
 	for {
@@ -490,7 +490,7 @@ func (e *e2eCluster) waitNoPods(t *testing.T, within time.Duration) []string {
 }
 
 // e2eResource looks up an API resource by name.
-func e2eResource(t *testing.T, name string) api.Resource {
+func e2eResource(t testing.TB, name string) api.Resource {
 	t.Helper()
 	r, err := api.LookupResource(name)
 	if err != nil {
@@ -501,7 +501,7 @@ func e2eResource(t *testing.T, name string) api.Resource {
 
 // run runs the CLI against the cluster, bounded by within, and returns its
 // combined output and exit error.
-func (e *e2eCluster) run(t *testing.T, within time.Duration, args ...string) (string, error) {
+func (e *e2eCluster) run(t testing.TB, within time.Duration, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -510,7 +510,7 @@ func (e *e2eCluster) run(t *testing.T, within time.Duration, args ...string) (st
 }
 
 // must runs the CLI and fails the test unless it exits 0.
-func (e *e2eCluster) must(t *testing.T, args ...string) string {
+func (e *e2eCluster) must(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := e.run(t, 30*time.Second, args...)
 	if err != nil {
@@ -616,7 +616,7 @@ func headlessService(name, set string) *corev1.Service {
 }
 
 // apply writes objs as one manifest and applies it with `stead apply -f`.
-func (e *e2eCluster) apply(t *testing.T, objs ...any) string {
+func (e *e2eCluster) apply(t testing.TB, objs ...any) string {
 	t.Helper()
 	var docs [][]byte
 	for _, o := range objs {
@@ -637,7 +637,7 @@ func (e *e2eCluster) apply(t *testing.T, objs ...any) string {
 
 // deleteSetOnCleanup deletes set name when the test ends and waits until its
 // pods are gone, so that the next test starts from an empty node.
-func (e *e2eCluster) deleteSetOnCleanup(t *testing.T, name string) {
+func (e *e2eCluster) deleteSetOnCleanup(t testing.TB, name string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := e.c.Delete(ctx, e2eResource(t, "statefulsets"), e2eNamespace, name, api.DeleteOptions{})
@@ -749,7 +749,7 @@ func (v setView) state() string {
 
 // look waits until the state passes after (at once when after is 0; at
 // most wait), then reads set name and its pods.
-func (e *e2eCluster) look(t *testing.T, name string, after uint64, wait time.Duration) (setView, error) {
+func (e *e2eCluster) look(t testing.TB, name string, after uint64, wait time.Duration) (setView, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait+10*time.Second)
 	defer cancel()
 	pods := e2eResource(t, "pods")
@@ -787,7 +787,7 @@ func (e *e2eCluster) look(t *testing.T, name string, after uint64, wait time.Dur
 // second) until step returns true, and returns that view. Each view that
 // differs from the previous is logged, and the test fails with the last
 // one if within passes first.
-func (e *e2eCluster) follow(t *testing.T, name string, within time.Duration, what string, step func(v setView) bool) setView {
+func (e *e2eCluster) follow(t testing.TB, name string, within time.Duration, what string, step func(v setView) bool) setView {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var index uint64
@@ -841,7 +841,7 @@ func settled(v setView) bool {
 // createReady applies set and waits until its pods are all Ready and the
 // set settled; it returns that view. The set is deleted when the test
 // ends.
-func (e *e2eCluster) createReady(t *testing.T, s e2eSet, extra ...any) setView {
+func (e *e2eCluster) createReady(t testing.TB, s e2eSet, extra ...any) setView {
 	t.Helper()
 	e.deleteSetOnCleanup(t, s.Name)
 	e.apply(t, append([]any{s.object()}, extra...)...)
@@ -851,7 +851,7 @@ func (e *e2eCluster) createReady(t *testing.T, s e2eSet, extra ...any) setView {
 }
 
 // exec runs the test program in pod with args through `stead exec`.
-func (e *e2eCluster) exec(t *testing.T, pod string, args ...string) (string, error) {
+func (e *e2eCluster) exec(t testing.TB, pod string, args ...string) (string, error) {
 	t.Helper()
 	return e.run(t, 30*time.Second, append([]string{"exec", pod, "--", "/e2eapp"}, args...)...)
 }

@@ -29,11 +29,11 @@ func TestMain(m *testing.M) {
 }
 
 // steadBinary builds the stead binary once per test binary run.
-var steadBinary = func() func(t *testing.T) string {
+var steadBinary = func() func(t testing.TB) string {
 	var path string
 	var err error
 	var built bool
-	return func(t *testing.T) string {
+	return func(t testing.TB) string {
 		t.Helper()
 		if !built {
 			built = true
@@ -56,7 +56,7 @@ var steadBinary = func() func(t *testing.T) string {
 	}
 }()
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,7 +73,7 @@ type devProcess struct {
 	log  *bytes.Buffer
 }
 
-func startDev(t *testing.T, bin, dataDir, httpAddr, raftAddr string) *devProcess {
+func startDev(t testing.TB, bin, dataDir, httpAddr, raftAddr string) *devProcess {
 	t.Helper()
 	var log bytes.Buffer
 	cmd := exec.Command(bin, "dev", "--data-dir", dataDir, "--http-addr", httpAddr, "--raft-addr", raftAddr)
@@ -92,7 +92,7 @@ func startDev(t *testing.T, bin, dataDir, httpAddr, raftAddr string) *devProcess
 }
 
 // stead runs the CLI against addr and returns its output and exit error.
-func stead(t *testing.T, bin, addr string, args ...string) (string, error) {
+func stead(t testing.TB, bin, addr string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -102,7 +102,7 @@ func stead(t *testing.T, bin, addr string, args ...string) (string, error) {
 }
 
 // applyWhenReady applies a manifest, retrying while the new server has no leader yet.
-func applyWhenReady(t *testing.T, bin, addr, file string) string {
+func applyWhenReady(t testing.TB, bin, addr, file string) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
