@@ -77,8 +77,9 @@ type Config struct {
 	// so that slightly lagging followers need no snapshot.
 	TrailingLogs uint64
 
-	// Raft's timers (defaults: 1 s, 1 s, 500 ms, 50 ms). Servers on
-	// shared or small machines should not go below the defaults.
+	// Raft's timers (defaults: 1 s, 1 s, DefaultLeaderLeaseTimeout,
+	// 50 ms). Servers on shared or small machines should not go below
+	// the defaults.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -89,6 +90,14 @@ type Config struct {
 	// server must not go on; nil means panic, which ends the process.
 	OnStorageError func(error)
 }
+
+// DefaultLeaderLeaseTimeout is how long a leader goes on without hearing
+// from a quorum before it steps down: the heartbeat timeout, twice
+// hashicorp/raft's 500 ms, so that a leader on a loaded machine does not
+// give up its leadership (and every node lease it holds in memory) over
+// a stall of half a second. Safety does not rest on it: decisions are
+// taken after VerifyLeader, and every write commits through a quorum.
+const DefaultLeaderLeaseTimeout = time.Second
 
 // Store is one server's replica of the cluster state, replicated with
 // Raft. All its methods are safe for concurrent use. Reads (View,
@@ -272,7 +281,9 @@ func (s *Store) open(cfg Config) error {
 	setIf(&rc.TrailingLogs, cfg.TrailingLogs)
 	setIf(&rc.HeartbeatTimeout, cfg.HeartbeatTimeout)
 	setIf(&rc.ElectionTimeout, cfg.ElectionTimeout)
+	rc.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout
 	setIf(&rc.LeaderLeaseTimeout, cfg.LeaderLeaseTimeout)
+	rc.LeaderLeaseTimeout = min(rc.LeaderLeaseTimeout, rc.HeartbeatTimeout)
 	setIf(&rc.CommitTimeout, cfg.CommitTimeout)
 	if err := raft.ValidateConfig(rc); err != nil {
 		return err
