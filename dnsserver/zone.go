@@ -100,7 +100,7 @@ func BuildZone(in ZoneInput) *Zone {
 			ttl:        orDefault(in.TTL, DefaultTTL),
 		},
 		domain: domain,
-		seen:   map[string]bool{},
+		seen:   map[rrKey]bool{},
 	}
 	negTTL := orDefault(in.NegativeTTL, DefaultNegativeTTL)
 	b.z.soa = &dns.SOA{
@@ -162,9 +162,45 @@ func BuildZone(in ZoneInput) *Zone {
 type zoneBuilder struct {
 	z      *Zone
 	domain string // without the trailing dot, as api.PodFQDN takes it
-	// seen holds the text of every record added, to keep sets free of
+	// seen holds the key of every record added, to keep sets free of
 	// duplicates.
-	seen map[string]bool
+	seen map[rrKey]bool
+}
+
+// rrKey identifies a record added to a zone under construction: where it
+// is filed and what it holds. Every record of a zone has the zone's class
+// and TTL, so those are left out.
+type rrKey struct {
+	// extra is set for an additional record of the SRV set at at.
+	extra bool
+	// at is the name the record is filed at; name is its owner.
+	at, name string
+	rrtype   uint16
+	// The record's data: the address of an A or AAAA record, the target
+	// of a PTR or SRV record, and the SRV record's numbers. Other types
+	// keep their text in target.
+	addr                   netip.Addr
+	target                 string
+	priority, weight, port uint16
+}
+
+// keyOf returns the key of rr filed at at.
+func keyOf(at string, extra bool, rr dns.RR) rrKey {
+	h := rr.Header()
+	k := rrKey{extra: extra, at: at, name: h.Name, rrtype: h.Rrtype}
+	switch rr := rr.(type) {
+	case *dns.A:
+		k.addr, _ = netip.AddrFromSlice(rr.A)
+	case *dns.AAAA:
+		k.addr, _ = netip.AddrFromSlice(rr.AAAA)
+	case *dns.PTR:
+		k.target = rr.Ptr
+	case *dns.SRV:
+		k.target, k.priority, k.weight, k.port = rr.Target, rr.Priority, rr.Weight, rr.Port
+	default:
+		k.target = rr.String()
+	}
+	return k
 }
 
 // endpoint is a pod published in a headless Service.
@@ -283,7 +319,7 @@ func (b *zoneBuilder) node(name string) *node {
 
 // add puts rr at name unless the same record is there already.
 func (b *zoneBuilder) add(name string, rr dns.RR) {
-	key := "rr " + rr.String()
+	key := keyOf(name, false, rr)
 	if b.seen[key] {
 		return
 	}
@@ -298,7 +334,7 @@ func (b *zoneBuilder) add(name string, rr dns.RR) {
 
 // addExtra adds rr to the additional records of the SRV set at name.
 func (b *zoneBuilder) addExtra(name string, rr dns.RR) {
-	key := "extra " + name + " " + rr.String()
+	key := keyOf(name, true, rr)
 	if b.seen[key] {
 		return
 	}
@@ -462,9 +498,25 @@ func parseIPs(ips []string) []netip.Addr {
 	return out
 }
 
-// isLabel reports whether s can be used as one label of a record name.
+// isLabel reports whether s can be used as one label of a record name: a
+// DNS-1123 label (validation.IsDNS1123Label) of lower-case letters, digits
+// and inner hyphens, at most 63 bytes. It is checked by hand because a
+// rebuild checks every pod and Service name and the regular expression
+// behind validation.IsDNS1123Label costs more than the rest of the check.
 func isLabel(s string) bool {
-	return s != "" && len(validation.IsDNS1123Label(s)) == 0
+	if s == "" || len(s) > validation.DNS1123LabelMaxLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func orDefault(v, def uint32) uint32 {

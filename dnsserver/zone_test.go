@@ -2,10 +2,12 @@ package dnsserver
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // fixture is a cluster with one of everything section C talks about. TTL 30
@@ -409,6 +411,76 @@ func TestBuildZoneDeterministic(t *testing.T) {
 		}
 		if !slices.Equal(sa, sb) {
 			t.Errorf("%s: order depends on input order:\n%q\n%q", q.name, sa, sb)
+		}
+	}
+}
+
+// A record that two objects both produce is in its set once; records that
+// differ in any part are all there.
+func TestBuildZoneNoDuplicates(t *testing.T) {
+	z := BuildZone(ZoneInput{
+		Services: []*corev1.Service{
+			// The same named port twice gives the same SRV records twice.
+			mkSvc("default", "dup", port("web", "TCP", 80, ""), port("web", "TCP", 80, ""), port("web", "UDP", 80, "")),
+		},
+		Pods: []*corev1.Pod{
+			// Two pods with one address: the Service's A set has it once,
+			// and the address has a PTR record for each pod.
+			mkPod("default", "a-0", "10.7.0.1", member("dup")),
+			mkPod("default", "a-1", "10.7.0.1", member("dup")),
+			mkPod("default", "a-2", "10.7.0.2", member("dup")),
+		},
+	})
+	tests := []struct {
+		qname        string
+		qtype        uint16
+		answer, extr []string
+	}{
+		{"dup.default.", dns.TypeA, []string{"dup.default. 5 IN A 10.7.0.1", "dup.default. 5 IN A 10.7.0.2"}, nil},
+		{"1.0.7.10.in-addr.arpa.", dns.TypePTR, []string{
+			"1.0.7.10.in-addr.arpa. 5 IN PTR a-0.dup.default.svc.cluster.local.",
+			"1.0.7.10.in-addr.arpa. 5 IN PTR a-1.dup.default.svc.cluster.local.",
+		}, nil},
+		{"_web._tcp.dup.default.", dns.TypeSRV, []string{
+			"_web._tcp.dup.default. 5 IN SRV 0 100 80 a-0.dup.default.svc.cluster.local.",
+			"_web._tcp.dup.default. 5 IN SRV 0 100 80 a-1.dup.default.svc.cluster.local.",
+			"_web._tcp.dup.default. 5 IN SRV 0 100 80 a-2.dup.default.svc.cluster.local.",
+		}, []string{
+			"a-0.dup.default.svc.cluster.local. 5 IN A 10.7.0.1",
+			"a-1.dup.default.svc.cluster.local. 5 IN A 10.7.0.1",
+			"a-2.dup.default.svc.cluster.local. 5 IN A 10.7.0.2",
+		}},
+		{"_web._udp.dup.default.", dns.TypeSRV, []string{
+			"_web._udp.dup.default. 5 IN SRV 0 100 80 a-0.dup.default.svc.cluster.local.",
+			"_web._udp.dup.default. 5 IN SRV 0 100 80 a-1.dup.default.svc.cluster.local.",
+			"_web._udp.dup.default. 5 IN SRV 0 100 80 a-2.dup.default.svc.cluster.local.",
+		}, []string{
+			"a-0.dup.default.svc.cluster.local. 5 IN A 10.7.0.1",
+			"a-1.dup.default.svc.cluster.local. 5 IN A 10.7.0.1",
+			"a-2.dup.default.svc.cluster.local. 5 IN A 10.7.0.2",
+		}},
+	}
+	for _, tc := range tests {
+		got := z.Lookup(tc.qname, tc.qtype)
+		if a, want := texts(got.Answer), rrSet(t, tc.answer...); !slices.Equal(a, want) {
+			t.Errorf("%s answer:\n got %q\nwant %q", tc.qname, a, want)
+		}
+		if e, want := texts(got.Extra), rrSet(t, tc.extr...); !slices.Equal(e, want) {
+			t.Errorf("%s additional:\n got %q\nwant %q", tc.qname, e, want)
+		}
+	}
+}
+
+// isLabel accepts exactly what validation.IsDNS1123Label accepts.
+func TestIsLabel(t *testing.T) {
+	for _, s := range []string{
+		"", "a", "0", "web-0", "a-b-c", "x1", "-a", "a-", "-", "A", "web_0", "a.b", "a b", "é",
+		"a\x00", strings.Repeat("a", 63), strings.Repeat("a", 64), "0" + strings.Repeat("-", 61) + "0",
+		"default", "kube-system", "Bad NS", "Bad_Name", "tcp", "udp",
+	} {
+		want := s != "" && len(validation.IsDNS1123Label(s)) == 0
+		if got := isLabel(s); got != want {
+			t.Errorf("isLabel(%q) = %v, want %v", s, got, want)
 		}
 	}
 }
