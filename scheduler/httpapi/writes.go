@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,11 +47,7 @@ func (s *Server) ensureNamespace(ns string) (raftstore.Op, error) {
 	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}}
 	obj.APIVersion, obj.Kind = "v1", "Namespace"
 	s.stampNew(obj)
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return raftstore.Op{}, err
-	}
-	return raftstore.Op{Type: raftstore.OpEnsure, Kind: raftstore.Namespaces, Name: ns, Object: data}, nil
+	return raftstore.EnsureOp(raftstore.Namespaces, obj)
 }
 
 // stampNew gives a new object the fields the server owns.
