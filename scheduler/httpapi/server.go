@@ -1,7 +1,8 @@
 // Package httpapi serves Stead's HTTP/JSON API on every server: reads from
-// the local replicated state (with blocking queries), writes committed
-// through Raft on the leader, and writes sent to a follower forwarded to the
-// leader.
+// the local replicated state (with blocking queries), or with
+// ?consistent=true from a leader that confirmed it is current; writes
+// committed through Raft on the leader; and writes and consistent reads sent
+// to a follower forwarded to the leader.
 package httpapi
 
 import (
@@ -109,17 +110,17 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/nodes/{name}/{action}", s.write(s.nodeAction))
 
 	// Collections across every namespace, and cluster-scoped objects.
-	m.HandleFunc("GET /v1/{res}", s.list)
-	m.HandleFunc("GET /v1/{res}/{name}", s.get)
+	m.HandleFunc("GET /v1/{res}", s.consistent(s.list))
+	m.HandleFunc("GET /v1/{res}/{name}", s.consistent(s.get))
 	m.HandleFunc("PUT /v1/{res}/{name}", s.write(s.put))
 	m.HandleFunc("DELETE /v1/{res}/{name}", s.write(s.delete))
 
 	// Namespaced objects.
-	m.HandleFunc("GET /v1/namespaces/{ns}/{res}", s.list)
-	m.HandleFunc("GET /v1/namespaces/{ns}/{res}/{name}", s.get)
+	m.HandleFunc("GET /v1/namespaces/{ns}/{res}", s.consistent(s.list))
+	m.HandleFunc("GET /v1/namespaces/{ns}/{res}/{name}", s.consistent(s.get))
 	m.HandleFunc("PUT /v1/namespaces/{ns}/{res}/{name}", s.write(s.put))
 	m.HandleFunc("DELETE /v1/namespaces/{ns}/{res}/{name}", s.write(s.delete))
-	m.HandleFunc("GET /v1/namespaces/{ns}/{res}/{name}/{sub}", s.getSub)
+	m.HandleFunc("GET /v1/namespaces/{ns}/{res}/{name}/{sub}", s.consistent(s.getSub))
 	m.HandleFunc("PUT /v1/namespaces/{ns}/{res}/{name}/{sub}", s.write(s.putSub))
 }
 
@@ -146,7 +147,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 // ?index=N it first waits until the state index passes N (a blocking
 // query on every commit).
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	v, err := s.view(r, (*raftstore.View).Index)
+	v, err := s.view(r, nil)
 	if err != nil {
 		s.fail(w, err)
 		return
