@@ -114,6 +114,11 @@ type ListOptions struct {
 	Index uint64
 	// Wait bounds a blocking query; the server caps it.
 	Wait time.Duration
+	// Consistent has the leader answer, once it has confirmed with a
+	// quorum that it leads and holds every write acknowledged before the
+	// call (?consistent=true); a server answers from its own replica
+	// otherwise, which may lag. It cannot be combined with Index.
+	Consistent bool
 }
 
 func (o ListOptions) query() url.Values {
@@ -123,6 +128,9 @@ func (o ListOptions) query() url.Values {
 	}
 	if o.FieldSelector != "" {
 		q.Set("fieldSelector", o.FieldSelector)
+	}
+	if o.Consistent {
+		q.Set("consistent", "true")
 	}
 	if o.Index > 0 {
 		q.Set("index", strconv.FormatUint(o.Index, 10))
@@ -136,6 +144,12 @@ func (o ListOptions) query() url.Values {
 // Get reads one object into out and returns the state index it was read at.
 func (c *Client) Get(ctx context.Context, r Resource, ns, name string, out any) (uint64, error) {
 	return c.Do(ctx, http.MethodGet, Path(r, ns, name, ""), nil, nil, out)
+}
+
+// GetConsistent is Get answered as ListOptions.Consistent says: by the
+// leader, with every write acknowledged before the call.
+func (c *Client) GetConsistent(ctx context.Context, r Resource, ns, name string, out any) (uint64, error) {
+	return c.Do(ctx, http.MethodGet, Path(r, ns, name, ""), url.Values{"consistent": {"true"}}, nil, out)
 }
 
 // List reads a collection. With opts.Index set it blocks until the state
