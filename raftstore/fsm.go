@@ -36,6 +36,7 @@ type Result struct {
 type FSM struct {
 	cur        atomic.Pointer[state]
 	dedupLimit int
+	waiters    changeWaiters
 }
 
 // state is one immutable version of the FSM's contents. Nothing in it is
@@ -157,7 +158,7 @@ func (f *FSM) applyTxn(index uint64, txn Txn) Result {
 			return rec.result()
 		}
 	}
-	objects, idx, terr := applyOps(cur.objects, cur.idx, index, txn.Ops)
+	objects, idx, moved, terr := applyOps(cur.objects, cur.idx, index, txn.Ops)
 	if terr == nil {
 		next.objects, next.idx = objects, idx
 	}
@@ -166,6 +167,9 @@ func (f *FSM) applyTxn(index uint64, txn Txn) Result {
 		next.requests, next.order = remember(cur.requests, cur.order, txn.RequestID, rec, f.dedupLimit)
 	}
 	f.publish(next)
+	if len(moved) > 0 {
+		f.waiters.wake(moved)
+	}
 	return rec.result()
 }
 
@@ -193,13 +197,14 @@ func orderKey(index uint64) []byte {
 // applyOps applies ops in order to objects at log index. Each op sees the
 // effect of the ops before it. On the first failed precondition it
 // returns the error and objects and their indexes are left as they were.
-func applyOps(objects *iradix.Tree[Object], idx indexes, index uint64, ops []Op) (*iradix.Tree[Object], indexes, *TxnError) {
+// It also returns the change keys the ops moved.
+func applyOps(objects *iradix.Tree[Object], idx indexes, index uint64, ops []Op) (*iradix.Tree[Object], indexes, map[string]bool, *TxnError) {
 	txn := objects.Txn()
 	itxn := idx.txn(index)
 	version := strconv.FormatUint(index, 10)
 	for _, op := range ops {
 		if terr := checkOp(op); terr != nil {
-			return nil, idx, terr
+			return nil, idx, nil, terr
 		}
 		key := objectKey(op.Kind, op.Namespace, op.Name)
 		existing, exists := txn.Get(key)
@@ -207,14 +212,14 @@ func applyOps(objects *iradix.Tree[Object], idx indexes, index uint64, ops []Op)
 			continue
 		}
 		if op.IfAbsent && exists {
-			return nil, idx, txnErr(CodeAlreadyExists, op, "object exists")
+			return nil, idx, nil, txnErr(CodeAlreadyExists, op, "object exists")
 		}
 		if !exists && (op.Type == OpDelete || op.IfVersion != 0) {
-			return nil, idx, txnErr(CodeNotFound, op, "object does not exist")
+			return nil, idx, nil, txnErr(CodeNotFound, op, "object does not exist")
 		}
 		if op.IfVersion != 0 {
 			if rv := existing.GetResourceVersion(); rv != strconv.FormatUint(op.IfVersion, 10) {
-				return nil, idx, txnErr(CodeConflict, op, "resourceVersion is %s, want %d", rv, op.IfVersion)
+				return nil, idx, nil, txnErr(CodeConflict, op, "resourceVersion is %s, want %d", rv, op.IfVersion)
 			}
 		}
 		if op.Type == OpDelete {
@@ -227,7 +232,7 @@ func applyOps(objects *iradix.Tree[Object], idx indexes, index uint64, ops []Op)
 			panic(fmt.Sprintf("raftstore: corrupt log entry %d: %v", index, err))
 		}
 		if terr != nil {
-			return nil, idx, terr
+			return nil, idx, nil, terr
 		}
 		setTypeMeta(op.Kind, obj)
 		obj.SetResourceVersion(version)
@@ -242,7 +247,7 @@ func applyOps(objects *iradix.Tree[Object], idx indexes, index uint64, ops []Op)
 		txn.Insert(key, obj)
 		itxn.changed(op.Kind, op.Namespace, op.Name, existing, obj)
 	}
-	return txn.CommitOnly(), itxn.commit(), nil
+	return txn.CommitOnly(), itxn.commit(), itxn.keys, nil
 }
 
 // Snapshot returns the current state for Raft to persist. It only takes
@@ -261,6 +266,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.publish(st)
+	// What changed is unknown: every waiter looks again.
+	f.waiters.wake(nil)
 	return nil
 }
 

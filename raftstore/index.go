@@ -1,6 +1,9 @@
 package raftstore
 
 import (
+	"context"
+	"sync"
+
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -66,33 +69,109 @@ type indexTxn struct {
 	changes *iradix.Txn[uint64]
 	index   uint64
 	floor   uint64
+	// keys are the change keys the transaction moved, for waking their
+	// waiters once it is published.
+	keys map[string]bool
 }
 
 func (idx indexes) txn(index uint64) *indexTxn {
-	return &indexTxn{byNode: idx.byNode.Txn(), changes: idx.changes.Txn(), index: index, floor: idx.floor}
+	return &indexTxn{byNode: idx.byNode.Txn(), changes: idx.changes.Txn(), index: index, floor: idx.floor, keys: map[string]bool{}}
 }
 
 // changed records that the object of kind named by namespace and name
 // changed from old to new (either nil when there was or is none).
 func (t *indexTxn) changed(kind Kind, namespace, name string, old, new Object) {
-	t.changes.Insert(kindChangeKey(kind), t.index)
+	t.moved(kindChangeKey(kind))
 	if kind != Pods {
 		return
 	}
 	if old != nil {
 		node := podNode(old)
 		t.byNode.Delete(nodeKey(node, namespace, name))
-		t.changes.Insert(nodeChangeKey(node), t.index)
+		t.moved(nodeChangeKey(node))
 	}
 	if new != nil {
 		node := podNode(new)
 		t.byNode.Insert(nodeKey(node, namespace, name), new)
-		t.changes.Insert(nodeChangeKey(node), t.index)
+		t.moved(nodeChangeKey(node))
 	}
+}
+
+func (t *indexTxn) moved(key []byte) {
+	t.changes.Insert(key, t.index)
+	t.keys[string(key)] = true
 }
 
 func (t *indexTxn) commit() indexes {
 	return indexes{byNode: t.byNode.CommitOnly(), changes: t.changes.CommitOnly(), floor: t.floor}
+}
+
+// ChangeKey names what a blocking query waits on: the objects of one kind
+// (KindChanges) or the pods bound to one node (PodChangesOn).
+type ChangeKey struct{ key string }
+
+// KindChanges is the change key of every object of kind.
+func KindChanges(kind Kind) ChangeKey { return ChangeKey{string(kindChangeKey(kind))} }
+
+// PodChangesOn is the change key of the pods bound to node.
+func PodChangesOn(node string) ChangeKey { return ChangeKey{string(nodeChangeKey(node))} }
+
+// Changed returns the log index of the last change k names: LastChange
+// or LastPodChangeOn.
+func (v *View) Changed(k ChangeKey) uint64 { return v.lastChange([]byte(k.key)) }
+
+// changeWaiters wakes the goroutines waiting on a change key when a
+// transaction moves it, and no others: a commit that binds one pod wakes
+// the watch of that pod's node, not every watch.
+type changeWaiters struct {
+	mu    sync.Mutex
+	chans map[string]chan struct{}
+}
+
+// channel returns the channel closed at the next change of key.
+func (w *changeWaiters) channel(key string) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.chans == nil {
+		w.chans = map[string]chan struct{}{}
+	}
+	ch, ok := w.chans[key]
+	if !ok {
+		ch = make(chan struct{})
+		w.chans[key] = ch
+	}
+	return ch
+}
+
+// wake closes the channels of keys; all of them when keys is nil.
+func (w *changeWaiters) wake(keys map[string]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, ch := range w.chans {
+		if keys == nil || keys[key] {
+			close(ch)
+			delete(w.chans, key)
+		}
+	}
+}
+
+// WaitForChange blocks until the change k names passes after, and returns
+// its index. It returns ctx's error if ctx ends first. Unlike
+// WaitForIndex, it sleeps through commits that do not move k.
+func (f *FSM) WaitForChange(ctx context.Context, k ChangeKey, after uint64) (uint64, error) {
+	for {
+		// The channel is taken before the state is read, so a change
+		// published in between closes it.
+		ch := f.waiters.channel(k.key)
+		if i := f.View().Changed(k); i > after {
+			return i, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return f.View().Changed(k), ctx.Err()
+		}
+	}
 }
 
 // LastChange returns the log index of the last change to an object of

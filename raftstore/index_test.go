@@ -1,8 +1,10 @@
 package raftstore_test
 
 import (
+	"context"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,5 +97,62 @@ func checkPodsOn(t testing.TB, what string, v *raftstore.View) {
 		if !slices.Equal(got, scan[node]) {
 			t.Errorf("%s: PodsOn(%q) = %v, a scan finds %v", what, node, got, scan[node])
 		}
+	}
+}
+
+// TestWaitForChange: a waiter on one node's pods sleeps through commits to
+// other nodes' pods and wakes at the first commit to its own; a restore
+// wakes every waiter.
+func TestWaitForChange(t *testing.T) {
+	l := newFSMLog(t)
+	apply := func(ops ...raftstore.Op) uint64 {
+		t.Helper()
+		if r := l.apply(raftstore.Txn{Ops: ops}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return l.fsm.View().Index()
+	}
+	apply(put(t, namespace("default")), put(t, boundPod("default", "a", "n1")))
+	after := l.fsm.View().Index()
+	type answer struct {
+		idx uint64
+		err error
+	}
+	wait := func(k raftstore.ChangeKey) chan answer {
+		done := make(chan answer, 1)
+		go func() {
+			idx, err := l.fsm.WaitForChange(context.Background(), k, after)
+			done <- answer{idx, err}
+		}()
+		return done
+	}
+	n1, services := wait(raftstore.PodChangesOn("n1")), wait(raftstore.KindChanges(raftstore.Services))
+	apply(put(t, boundPod("default", "b", "n2")))
+	apply(put(t, boundPod("default", "c", "n2")))
+	want := apply(put(t, boundPod("default", "d", "n1")))
+	select {
+	case a := <-n1:
+		if a.err != nil || a.idx != want {
+			t.Errorf("n1's waiter woke at %d (%v), want %d: the first change to n1's pods", a.idx, a.err, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("n1's waiter did not wake")
+	}
+	select {
+	case a := <-services:
+		t.Fatalf("the services waiter woke at %d (%v) though no service changed", a.idx, a.err)
+	default:
+	}
+	// A restore replaces everything: the services waiter wakes.
+	if err := restore(l.fsm, snapshotBytes(t, l.fsm)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-services:
+		if a.err != nil || a.idx <= after {
+			t.Errorf("after a restore the services waiter answered %d (%v), want past %d", a.idx, a.err, after)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a restore did not wake the services waiter")
 	}
 }

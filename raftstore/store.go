@@ -421,6 +421,22 @@ func (s *Store) WaitForIndex(ctx context.Context, after uint64) (uint64, error) 
 	return idx, err
 }
 
+// WaitForChange blocks until the change k names (a kind, or one node's
+// pods) passes after in the local replica, and returns its index; it
+// sleeps through commits that do not move k. It returns ctx's error if
+// ctx ends first, and ErrShutdown once the store is shut down.
+func (s *Store) WaitForChange(ctx context.Context, k ChangeKey, after uint64) (uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	idx, err := s.fsm.WaitForChange(ctx, k, after)
+	if err != nil && s.ctx.Err() != nil {
+		return idx, ErrShutdown
+	}
+	return idx, err
+}
+
 // Apply commits txn through the leader's log and returns the log index
 // at which it applied (the resourceVersion of every object it put). A
 // *TxnError comes with the index of the entry that was refused. ctx

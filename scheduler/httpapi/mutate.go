@@ -305,7 +305,7 @@ func (s *Server) getSub(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	v, err := s.view(r, kindChanged(raftstore.Kind(res.Name)))
+	v, err := s.view(r, kindChanges(raftstore.Kind(res.Name)))
 	if err != nil {
 		s.fail(w, err)
 		return

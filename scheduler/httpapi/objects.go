@@ -52,12 +52,12 @@ func scope(r *http.Request, res api.Resource, needName bool) (string, error) {
 }
 
 // view returns the state to answer a read from. With ?index=N it first
-// waits, for at most ?wait, until changed(state) passes N: a blocking
-// query, so watchers need no polling loop. changed is the index of the
-// last change the query concerns (the kind it reads, or the pods of one
-// node), so a watcher wakes for what can change its answer and not for
-// every commit.
-func (s *Server) view(r *http.Request, changed func(*raftstore.View) uint64) (*raftstore.View, error) {
+// waits, for at most ?wait, until the change the query concerns passes N:
+// a blocking query, so watchers need no polling loop. key names that
+// change (the kind the query reads, or the pods of one node), so that a
+// watcher wakes for what can change its answer and not for every commit;
+// nil waits for any commit.
+func (s *Server) view(r *http.Request, key *raftstore.ChangeKey) (*raftstore.View, error) {
 	q := r.URL.Query()
 	if q.Get("index") == "" {
 		return s.cfg.Store.View(), nil
@@ -75,25 +75,29 @@ func (s *Server) view(r *http.Request, changed func(*raftstore.View) uint64) (*r
 		wait = min(d, maxWait)
 	}
 	v := s.cfg.Store.View()
-	if index == 0 || changed(v) > index {
+	changed := v.Index()
+	if key != nil {
+		changed = v.Changed(*key)
+	}
+	if index == 0 || changed > index {
 		return v, nil
 	}
 	ctx, cancel := contextWithTimeout(r, wait)
 	defer cancel()
-	for changed(v) <= index {
-		// A timeout is not an error: the caller gets the unchanged
-		// state and asks again.
-		if _, err := s.cfg.Store.WaitForIndex(ctx, v.Index()); err != nil {
-			return s.cfg.Store.View(), nil
-		}
-		v = s.cfg.Store.View()
+	// A timeout is not an error: the caller gets the unchanged state and
+	// asks again.
+	if key != nil {
+		s.cfg.Store.WaitForChange(ctx, *key, index)
+	} else {
+		s.cfg.Store.WaitForIndex(ctx, index)
 	}
-	return v, nil
+	return s.cfg.Store.View(), nil
 }
 
-// kindChanged is the change index of blocking reads of one kind.
-func kindChanged(kind raftstore.Kind) func(*raftstore.View) uint64 {
-	return func(v *raftstore.View) uint64 { return v.LastChange(kind) }
+// kindChanges is the change key of blocking reads of one kind.
+func kindChanges(kind raftstore.Kind) *raftstore.ChangeKey {
+	k := raftstore.KindChanges(kind)
+	return &k
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
@@ -126,12 +130,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	// that node's pods alone.
 	node, byNode := fields.RequiresExactMatch("spec.nodeName")
 	byNode = byNode && kind == raftstore.Pods
-	changed, items := kindChanged(kind), func(v *raftstore.View) []raftstore.Object { return v.List(kind, ns) }
+	key, items := kindChanges(kind), func(v *raftstore.View) []raftstore.Object { return v.List(kind, ns) }
 	if byNode {
-		changed = func(v *raftstore.View) uint64 { return v.LastPodChangeOn(node) }
-		items = func(v *raftstore.View) []raftstore.Object { return v.PodsOn(node) }
+		k := raftstore.PodChangesOn(node)
+		key, items = &k, func(v *raftstore.View) []raftstore.Object { return v.PodsOn(node) }
 	}
-	v, err := s.view(r, changed)
+	v, err := s.view(r, key)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -167,7 +171,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	v, err := s.view(r, kindChanged(raftstore.Kind(res.Name)))
+	v, err := s.view(r, kindChanges(raftstore.Kind(res.Name)))
 	if err != nil {
 		s.fail(w, err)
 		return
