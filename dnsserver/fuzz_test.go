@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"testing"
@@ -79,7 +80,9 @@ var fuzzSources = []net.IP{
 //   - a reply to a query echoes its ID and question;
 //   - names in the cluster zone get AA and never RA;
 //   - names outside it from a non-pod source get REFUSED without RA;
-//   - a UDP reply fits min(max(client EDNS size, 512), 1232) bytes.
+//   - a UDP reply fits min(max(client EDNS size, 512), 1232) bytes;
+//   - over UDP, the fast path either declines or writes exactly the bytes
+//     the handler path writes.
 func FuzzServeDNS(f *testing.F) {
 	for _, q := range []struct {
 		m   *dns.Msg
@@ -92,6 +95,9 @@ func FuzzServeDNS(f *testing.F) {
 		{query("example.com.", dns.TypeA), 3, false},
 		{query("10.2.1.10.in-addr.arpa.", dns.TypePTR), 4, false},
 		{query("nginx.default.", dns.TypeANY), 2, false},
+		{withEDNS(query("WEB-1.nginx.default.svc.cluster.local.", dns.TypeAAAA), 1232, true), 5, false},
+		{withEDNS(query("nope.default.", dns.TypeMX), 512, false), 3, false},
+		{query("_web._tcp.nginx.default.", dns.TypeSRV), 1, false},
 	} {
 		b, err := q.m.Pack()
 		if err != nil {
@@ -115,6 +121,11 @@ func FuzzServeDNS(f *testing.F) {
 
 		if len(w.writes) > 1 {
 			t.Fatalf("%d replies", len(w.writes))
+		}
+		if fast, _, ok := s.fastReply(nil, raw, nil); ok && !tcp {
+			if len(w.writes) != 1 || !bytes.Equal(fast, w.writes[0]) {
+				t.Fatalf("fast path wrote %x, the handler %x", fast, w.writes)
+			}
 		}
 		if len(raw) < 12 || raw[2]&0x80 != 0 {
 			if len(w.writes) != 0 {

@@ -46,7 +46,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addrs ...string) error {
 		closers = append(closers, pc.Close, l.Close)
 		bound = append(bound, pc.LocalAddr().(*net.UDPAddr).AddrPort())
 		servers = append(servers,
-			s.dnsServer(&dns.Server{PacketConn: pc, UDPSize: MaxUDPSize}),
+			s.dnsServer(&dns.Server{PacketConn: pc, UDPSize: MaxUDPSize, DecorateReader: s.decorateUDP}),
 			s.dnsServer(&dns.Server{Listener: conns.wrap(l)}))
 	}
 	s.bound = bound

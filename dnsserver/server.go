@@ -95,6 +95,8 @@ type Server struct {
 	upstreams []string
 	// forwards is a semaphore of MaxForwards slots.
 	forwards chan struct{}
+	// fastReplies counts the replies written by the UDP fast path (udp.go).
+	fastReplies atomic.Uint64
 
 	// Set up by ListenAndServe.
 	serving atomic.Bool

@@ -60,6 +60,9 @@ type Zone struct {
 	// soa is the apex SOA with the negative TTL as its TTL, as it is put in
 	// the authority section of negative answers.
 	soa *dns.SOA
+	// soaWire is soa packed, and hinfoWire the answer to ANY packed
+	// without its owner name, for the fast path (wire.go).
+	soaWire, hinfoWire []byte
 }
 
 // node is one existing name.
@@ -69,6 +72,8 @@ type node struct {
 	// extra are the address records of the targets of the SRV records at
 	// this name, for the additional section.
 	extra []dns.RR
+	// wire holds the sets of rrs packed, for the fast path (wire.go).
+	wire []wireSet
 }
 
 // Result is the outcome of a Lookup.
@@ -155,6 +160,7 @@ func BuildZone(in ZoneInput) *Zone {
 			b.clusterIP(svc)
 		}
 	}
+	b.z.packWire()
 	return b.z
 }
 
