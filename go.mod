@@ -3,6 +3,7 @@ module github.com/stead-io/stead
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/containerd/containerd v1.7.35
 	github.com/containerd/go-cni v1.1.14
 	github.com/coreos/go-systemd/v22 v22.5.0

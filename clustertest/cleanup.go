@@ -110,11 +110,11 @@ func (c *Cluster) report() {
 	}
 }
 
-// keepLogs copies the logs of a cluster directory (logs/, and each
-// agent's watchdog and containerd logs) to dst.
+// keepLogs copies the logs of a cluster directory (logs/, with C2's
+// visualization, and each agent's watchdog and containerd logs) to dst.
 func keepLogs(dir, dst string) error {
 	var files []string
-	for _, pat := range []string{"logs/*.log", "*/watchdog.log", "*/fenced", "*/containerd/containerd.log", "*/logs/*/*"} {
+	for _, pat := range []string{"logs/*.log", "logs/*.html", "*/watchdog.log", "*/fenced", "*/containerd/containerd.log", "*/logs/*/*"} {
 		m, _ := filepath.Glob(filepath.Join(dir, pat))
 		files = append(files, m...)
 	}

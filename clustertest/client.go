@@ -139,6 +139,17 @@ func (c *Client) Get(ctx context.Context, resource, ns, name string, out any) (u
 	return c.Do(ctx, http.MethodGet, api.Path(r, ns, name, ""), nil, nil, out)
 }
 
+// GetConsistent reads one object into out with a consistent read
+// (?consistent=true): the leader answers, with every write acknowledged
+// before the call.
+func (c *Client) GetConsistent(ctx context.Context, resource, ns, name string, out any) (uint64, error) {
+	r, err := api.LookupResource(resource)
+	if err != nil {
+		return 0, err
+	}
+	return c.Do(ctx, http.MethodGet, api.Path(r, ns, name, ""), url.Values{"consistent": {"true"}}, nil, out)
+}
+
 // Put writes one object.
 func (c *Client) Put(ctx context.Context, resource, ns, name string, obj any) (uint64, error) {
 	r, err := api.LookupResource(resource)

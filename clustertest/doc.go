@@ -18,10 +18,11 @@
 //
 // Observation: a Sampler lists the live journal-writer processes of the
 // workload every 100 ms from /proc; a History records the API operations
-// of a test client with monotonic times. Checkers over what they recorded
-// are pure functions (CheckJournals, CheckSamples, CheckLiveness,
+// of the test's clients (puts, and consistent gets through every server)
+// with monotonic times. Checkers over what they recorded are pure
+// functions (CheckJournals, CheckSamples, CheckLiveness, CheckLinearizable,
 // CompareLogs, CompareFSM, ElectionsWon); the Cluster methods CheckC1,
-// WaitLive, WaitFSMConverged, CheckAcked, CheckLogMatching and
+// CheckC2, WaitLive, WaitFSMConverged, CheckAcked, CheckLogMatching and
 // CheckLeadersPerTerm gather their input.
 //
 // The workload is a StatefulSet of journal-writer processes

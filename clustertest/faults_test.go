@@ -98,16 +98,23 @@ func checkWatchdogs(t *checked, c *Cluster, agents ...string) {
 	}
 }
 
-// verify stops the writer and applies the checkers: C4 (bounded), C1
-// (journals and samples), C3 (state hashes, acknowledged writes, then Log
-// Matching, which stops the servers).
+// verify stops the writer and applies the checkers: C2 (the history),
+// C4 (bounded), C1 (journals and samples), C3 (state hashes, acknowledged
+// writes, then Log Matching, which stops the servers).
 func verify(t *checked, c *Cluster, w Workload, h *History, stopWriter func()) {
 	t.Helper()
 	stopWriter()
-	counts := h.Counts()
-	c.Logf("history: %d ok, %d fail, %d info", counts[OK], counts[Fail], counts[Info])
-	if counts[OK] == 0 {
+	puts, gets := h.Counts(KindPut), h.Counts(KindGet)
+	c.Logf("history: puts %d ok, %d fail, %d info; consistent gets %d ok, %d fail, %d info",
+		puts[OK], puts[Fail], puts[Info], gets[OK], gets[Fail], gets[Info])
+	if puts[OK] == 0 {
 		t.Errorf("no write was acknowledged")
+	}
+	if gets[OK] == 0 {
+		t.Errorf("no consistent read was answered")
+	}
+	if err := c.CheckC2(h); err != nil {
+		t.Errorf("C2: %v", err)
 	}
 	if err := c.WaitLive(w, liveBound); err != nil {
 		t.Errorf("C4: %v", err)

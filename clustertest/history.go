@@ -2,8 +2,10 @@ package clustertest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,11 +28,20 @@ const (
 	Pending Outcome = ""
 )
 
+// Kinds of operations.
+const (
+	// KindPut creates a key that did not exist, with a value no other put
+	// writes.
+	KindPut = "put"
+	// KindGet reads a key: whether it exists, and its value.
+	KindGet = "get"
+)
+
 // Op is one operation of a client.
 type Op struct {
 	// ID numbers the operations in invocation order.
 	ID int
-	// Kind says what it did ("put"), Key on what.
+	// Kind says what it did (KindPut, KindGet), Key on what.
 	Kind, Key string
 	// Server is the server it was sent to.
 	Server string
@@ -40,6 +51,10 @@ type Op struct {
 	Outcome          Outcome
 	// Index is the state index the server answered at (for ok).
 	Index uint64
+	// Value is what a put wrote, or what an ok get read (empty when the
+	// key did not exist: Found is false).
+	Value string
+	Found bool
 	Err   string
 }
 
@@ -49,15 +64,39 @@ type Op struct {
 type History struct {
 	mu  sync.Mutex
 	ops []Op
+	// puts are the keys put so far, in invocation order; written counts
+	// them per server.
+	puts    []string
+	written map[string]int
 }
 
 // Invoke records the start of an operation and returns its ID.
 func (h *History) Invoke(kind, key, server string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.invoke(Op{Kind: kind, Key: key, Server: server})
+}
+
+// InvokePut records the start of a put of key through server and returns
+// its ID and the value it must write, unique to it.
+func (h *History) InvokePut(key, server string) (int, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	id := len(h.ops)
-	h.ops = append(h.ops, Op{ID: id, Kind: kind, Key: key, Server: server, Invoke: monoNow()})
-	return id
+	value := "op" + strconv.Itoa(id)
+	h.invoke(Op{Kind: KindPut, Key: key, Server: server, Value: value})
+	if h.written == nil {
+		h.written = map[string]int{}
+	}
+	h.puts = append(h.puts, key)
+	h.written[server]++
+	return id, value
+}
+
+func (h *History) invoke(op Op) int {
+	op.ID, op.Invoke = len(h.ops), monoNow()
+	h.ops = append(h.ops, op)
+	return op.ID
 }
 
 // Complete records the end of operation id.
@@ -71,6 +110,33 @@ func (h *History) Complete(id int, out Outcome, index uint64, err error) {
 	}
 }
 
+// CompleteGet records the end of get id: whether it found its key, and
+// the value it read.
+func (h *History) CompleteGet(id int, out Outcome, index uint64, found bool, value string, err error) {
+	h.Complete(id, out, index, err)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ops[id].Found, h.ops[id].Value = found, value
+}
+
+// readKey picks the key a reader asks for next: one a writer is about to
+// put (absent, or racing its put), the newest put's (often still in
+// flight), or any earlier one.
+func (h *History) readKey(rnd *rand.Rand, servers []string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := len(h.puts)
+	switch r := rnd.IntN(4); {
+	case n == 0 || r == 0:
+		s := servers[rnd.IntN(len(servers))]
+		return ackKey(s, h.written[s])
+	case r == 1:
+		return h.puts[n-1]
+	default:
+		return h.puts[rnd.IntN(n)]
+	}
+}
+
 // Ops returns a copy of the history.
 func (h *History) Ops() []Op {
 	h.mu.Lock()
@@ -78,11 +144,13 @@ func (h *History) Ops() []Op {
 	return slices.Clone(h.ops)
 }
 
-// Counts returns how many operations ended each way.
-func (h *History) Counts() map[Outcome]int {
+// Counts returns how many operations of a kind ended each way.
+func (h *History) Counts(kind string) map[Outcome]int {
 	out := map[Outcome]int{}
 	for _, op := range h.Ops() {
-		out[op.Outcome]++
+		if op.Kind == kind {
+			out[op.Outcome]++
+		}
 	}
 	return out
 }
@@ -101,37 +169,35 @@ func outcomeOf(err error) Outcome {
 	return Info
 }
 
-// ackLabel marks the objects the writer makes.
-const ackLabel = "clustertest/ack"
+// ackLabel marks the objects the writer makes; valueLabel holds the
+// value of the put that made one.
+const (
+	ackLabel   = "clustertest/ack"
+	valueLabel = "clustertest/value"
+)
 
 // ackKey names the n-th object a client writes through server s.
 func ackKey(s string, n int) string { return "ack-" + s + "-" + strconv.Itoa(n) }
 
-// StartWriter runs one client per server, each creating a Service object
-// through its server every interval (so that a server that hangs holds up
-// only its own client), and records every write in h. stop ends them and
-// waits.
+// StartWriter runs two clients per server, so that a server that hangs
+// holds up only its own: a writer creating a Service object through its
+// server every interval, and a reader reading a key through its server
+// every interval with a consistent read (readKey picks which; the seed of
+// its choices is logged). Every operation is recorded in h. stop ends
+// them and waits.
 func (c *Cluster) StartWriter(h *History, interval time.Duration) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, s := range c.servers {
+	seed := uint64(time.Now().UnixNano())
+	c.Logf("history: readers seeded with %d", seed)
+	every := func(f func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
-			for n := 0; ; n++ {
-				key := ackKey(s, n)
-				svc := &corev1.Service{
-					TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-					ObjectMeta: metav1.ObjectMeta{Name: key, Namespace: "default", Labels: map[string]string{ackLabel: "true"}},
-					Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "none", Port: 80}}},
-				}
-				id := h.Invoke("put", key, s)
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				idx, err := c.Client(s).Put(ctx, "services", "default", key, svc)
-				cancel()
-				h.Complete(id, outcomeOf(err), idx, err)
+			for {
+				f()
 				select {
 				case <-quit:
 					return
@@ -140,11 +206,66 @@ func (c *Cluster) StartWriter(h *History, interval time.Duration) (stop func()) 
 			}
 		}()
 	}
+	for i, s := range c.servers {
+		n := 0
+		every(func() {
+			c.put(h, s, ackKey(s, n))
+			n++
+		})
+		rnd := rand.New(rand.NewPCG(seed, uint64(i)))
+		every(func() { c.get(h, s, h.readKey(rnd, c.servers)) })
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() { close(quit) })
 		wg.Wait()
 	}
+}
+
+// put creates Service key through server s.
+func (c *Cluster) put(h *History, s, key string) {
+	id, value := h.InvokePut(key, s)
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: key, Namespace: "default", Labels: map[string]string{ackLabel: "true", valueLabel: value}},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "none", Port: 80}}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	idx, err := c.Client(s).Put(ctx, "services", "default", key, svc)
+	h.Complete(id, outcomeOf(err), idx, err)
+}
+
+// get reads Service key through server s with a consistent read. The
+// server's 404 for that very object is an ok answer: the key is absent.
+func (c *Cluster) get(h *History, s, key string) {
+	id := h.Invoke(KindGet, key, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var svc corev1.Service
+	idx, err := c.Client(s).GetConsistent(ctx, "services", "default", key, &svc)
+	switch {
+	case err == nil:
+		h.CompleteGet(id, OK, idx, true, svc.Labels[valueLabel], nil)
+	case isNotFound(err, key):
+		h.CompleteGet(id, OK, idx, false, "", nil)
+	default:
+		h.CompleteGet(id, outcomeOf(err), idx, false, "", err)
+	}
+}
+
+// isNotFound reports whether err is the API's answer that object name
+// does not exist (and not, say, a 404 for an unknown path).
+func isNotFound(err error, name string) bool {
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		return false
+	}
+	var st metav1.Status
+	if json.Unmarshal([]byte(se.Body), &st) != nil {
+		return false
+	}
+	return st.Reason == metav1.StatusReasonNotFound && st.Details != nil && st.Details.Name == name
 }
 
 // CheckAcked checks, on every server, that every write h records as ok
@@ -179,7 +300,7 @@ func lostAcks(server string, ops []Op, have map[string]bool) []error {
 	var errs []error
 	for _, op := range ops {
 		switch {
-		case op.Kind != "put":
+		case op.Kind != KindPut:
 		case op.Outcome == OK && !have[op.Key]:
 			errs = append(errs, fmt.Errorf("%s: acknowledged write %s (op %d through %s at index %d) is lost", server, op.Key, op.ID, op.Server, op.Index))
 		case op.Outcome == Fail && have[op.Key]:
