@@ -244,7 +244,8 @@ func (s *Server) leaderInfo(ctx context.Context) (*api.Server, string, bool) {
 	}
 }
 
-// forward sends a write to the leader and copies its answer back.
+// forward sends a write or a consistent read to the leader and copies its
+// answer back.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	if r.Header.Get(headerForwarded) != "" {
 		s.fail(w, apierrors.NewServiceUnavailable("leadership changed while the request was forwarded; retry"))
