@@ -129,6 +129,12 @@ func (s *Server) dnsServer(srv *dns.Server) *dns.Server {
 	return srv
 }
 
+// udpReadBuffer is the receive buffer asked for UDP sockets. The fast path
+// answers on the read loop, so queries wait in the socket while a reply is
+// written or the server is not scheduled; the default buffer (208 KiB)
+// overflows with a few hundred queries outstanding, and those are lost.
+const udpReadBuffer = 4 << 20
+
 // listenPair binds UDP and TCP on addr. For port 0 it retries until UDP's
 // free port is free for TCP too.
 func listenPair(addr string) (net.PacketConn, net.Listener, error) {
@@ -141,6 +147,8 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// Best effort: the kernel caps it at net.core.rmem_max.
+		pc.(*net.UDPConn).SetReadBuffer(udpReadBuffer)
 		p := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
 		l, err := net.Listen("tcp", net.JoinHostPort(host, p))
 		if err == nil {

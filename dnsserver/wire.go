@@ -31,18 +31,15 @@ type wireSet struct {
 	arcount uint16
 }
 
-// packWire packs every record set of z for the fast path.
+// packWire packs every record set of z for the fast path, into one buffer.
 func (z *Zone) packWire() {
-	var buf []byte
-	rest := func(rr dns.RR) []byte {
-		b := packRR(rr)
-		return b[ownerLen(b):]
-	}
-	z.soaWire = packRR(z.soa)
-	z.hinfoWire = rest(&dns.HINFO{
+	var p packer
+	z.soaWire = p.whole(z.soa)
+	z.hinfoWire = p.rest(&dns.HINFO{
 		Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: z.ttl},
 		Cpu: "RFC8482",
 	})
+	p.buf = make([]byte, 0, z.wireLen)
 	for _, n := range z.nodes {
 		if len(n.rrs) == 0 {
 			continue
@@ -50,17 +47,17 @@ func (z *Zone) packWire() {
 		n.wire = make([]wireSet, 0, len(n.rrs))
 		for t, rrs := range n.rrs {
 			ws := wireSet{rrtype: t, ancount: uint16(len(rrs))}
-			start := len(buf)
+			start := len(p.buf)
 			for _, rr := range rrs {
-				buf = append(buf, rest(rr)...)
+				p.rest(rr)
 			}
-			ws.answer = buf[start:len(buf):len(buf)]
+			ws.answer = p.buf[start:len(p.buf):len(p.buf)]
 			if t == dns.TypeSRV {
-				start = len(buf)
+				start = len(p.buf)
 				for _, rr := range n.extra {
-					buf = append(buf, packRR(rr)...)
+					p.whole(rr)
 				}
-				ws.extra = buf[start:len(buf):len(buf)]
+				ws.extra = p.buf[start:len(p.buf):len(p.buf)]
 				ws.arcount = uint16(len(n.extra))
 			}
 			n.wire = append(n.wire, ws)
@@ -68,14 +65,34 @@ func (z *Zone) packWire() {
 	}
 }
 
-// packRR packs rr uncompressed. The records of a zone always pack.
-func packRR(rr dns.RR) []byte {
-	b := make([]byte, dns.Len(rr))
-	off, err := dns.PackRR(rr, b, 0, nil, false)
+// packer packs records uncompressed, one after the other, into buf.
+type packer struct {
+	buf     []byte
+	scratch [1024]byte
+}
+
+// whole appends rr to buf and returns it packed.
+func (p *packer) whole(rr dns.RR) []byte {
+	start := len(p.buf)
+	p.buf = append(p.buf, p.pack(rr)...)
+	return p.buf[start:len(p.buf):len(p.buf)]
+}
+
+// rest appends rr to buf without its owner name and returns that.
+func (p *packer) rest(rr dns.RR) []byte {
+	b := p.pack(rr)
+	start := len(p.buf)
+	p.buf = append(p.buf, b[ownerLen(b):]...)
+	return p.buf[start:len(p.buf):len(p.buf)]
+}
+
+// pack packs rr into scratch. The records of a zone always fit and pack.
+func (p *packer) pack(rr dns.RR) []byte {
+	off, err := dns.PackRR(rr, p.scratch[:], 0, nil, false)
 	if err != nil {
 		panic("dnsserver: pack " + rr.String() + ": " + err.Error())
 	}
-	return b[:off]
+	return p.scratch[:off]
 }
 
 // ownerLen returns the length of the uncompressed owner name that packed

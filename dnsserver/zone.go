@@ -63,6 +63,9 @@ type Zone struct {
 	// soaWire is soa packed, and hinfoWire the answer to ANY packed
 	// without its owner name, for the fast path (wire.go).
 	soaWire, hinfoWire []byte
+	// wireLen is the size of the records packed for the fast path, counted
+	// as they are added.
+	wireLen int
 }
 
 // node is one existing name.
@@ -336,6 +339,7 @@ func (b *zoneBuilder) add(name string, rr dns.RR) {
 	}
 	t := rr.Header().Rrtype
 	n.rrs[t] = append(n.rrs[t], rr)
+	b.z.wireLen += dns.Len(rr) - len(name) - 1
 }
 
 // addExtra adds rr to the additional records of the SRV set at name.
@@ -347,6 +351,7 @@ func (b *zoneBuilder) addExtra(name string, rr dns.RR) {
 	b.seen[key] = true
 	n := b.node(name)
 	n.extra = append(n.extra, rr)
+	b.z.wireLen += dns.Len(rr)
 }
 
 // addPTR adds the reverse record of ip pointing at target (C.23).
