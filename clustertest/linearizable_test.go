@@ -1,7 +1,10 @@
 package clustertest
 
 import (
+	"encoding/json"
+	"errors"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +13,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // put and get build hand-made operations: [invoke, complete] in
@@ -229,5 +234,30 @@ func TestReadKey(t *testing.T) {
 		if !seen[k] {
 			t.Errorf("readKey never picked %s in 200 tries", k)
 		}
+	}
+}
+
+// TestIsNotFound: only the API's 404 for the object read means absent.
+func TestIsNotFound(t *testing.T) {
+	notFound := func(name string) string {
+		b, _ := json.Marshal(apierrors.NewNotFound(schema.GroupResource{Resource: "services"}, name).Status())
+		return string(b)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"the object", &StatusError{Code: http.StatusNotFound, Body: notFound("ack-s1-3")}, true},
+		{"another object", &StatusError{Code: http.StatusNotFound, Body: notFound("ack-s1-4")}, false},
+		{"an unknown path", &StatusError{Code: http.StatusNotFound, Body: "404 page not found"}, false},
+		{"no leader", &StatusError{Code: http.StatusServiceUnavailable, Body: "no leader elected yet"}, false},
+		{"a lost connection", errors.New("GET /v1/namespaces/default/services/ack-s1-3 on s1: EOF"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isNotFound(tc.err, "ack-s1-3"); got != tc.want {
+				t.Fatalf("isNotFound(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
 	}
 }
