@@ -40,14 +40,15 @@ func (z *Zone) Lookup(qname string, qtype uint16) Result {
 	}
 	res := Result{Rcode: dns.RcodeSuccess, InZone: true}
 	switch {
-	case qtype == dns.TypeANY && len(n.rrs) > 0:
+	case qtype == dns.TypeANY && len(n.sets) > 0:
 		res.Answer = []dns.RR{&dns.HINFO{
 			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: z.ttl},
 			Cpu: "RFC8482",
 		}}
-	case len(n.rrs[qtype]) > 0:
-		res.Answer = make([]dns.RR, 0, len(n.rrs[qtype]))
-		for _, rr := range n.rrs[qtype] {
+	case n.set(qtype) != nil:
+		set := n.set(qtype)
+		res.Answer = make([]dns.RR, 0, len(set.rrs))
+		for _, rr := range set.rrs {
 			c := dns.Copy(rr)
 			c.Header().Name = owner
 			res.Answer = append(res.Answer, c)

@@ -21,7 +21,6 @@ import (
 
 // wireSet is a record set packed for the wire, as Lookup returns it.
 type wireSet struct {
-	rrtype uint16
 	// answer holds each record packed without its owner name (type, class,
 	// TTL, rdlength, rdata): the owner is the name as the query spells it.
 	answer  []byte
@@ -41,18 +40,16 @@ func (z *Zone) packWire() {
 	})
 	p.buf = make([]byte, 0, z.wireLen)
 	for _, n := range z.nodes {
-		if len(n.rrs) == 0 {
-			continue
-		}
-		n.wire = make([]wireSet, 0, len(n.rrs))
-		for t, rrs := range n.rrs {
-			ws := wireSet{rrtype: t, ancount: uint16(len(rrs))}
+		for i := range n.sets {
+			set := &n.sets[i]
+			ws := &set.wire
+			ws.ancount = uint16(len(set.rrs))
 			start := len(p.buf)
-			for _, rr := range rrs {
+			for _, rr := range set.rrs {
 				p.rest(rr)
 			}
 			ws.answer = p.buf[start:len(p.buf):len(p.buf)]
-			if t == dns.TypeSRV {
+			if set.rrtype == dns.TypeSRV {
 				start = len(p.buf)
 				for _, rr := range n.extra {
 					p.whole(rr)
@@ -60,7 +57,6 @@ func (z *Zone) packWire() {
 				ws.extra = p.buf[start:len(p.buf):len(p.buf)]
 				ws.arcount = uint16(len(n.extra))
 			}
-			n.wire = append(n.wire, ws)
 		}
 	}
 }
@@ -78,11 +74,33 @@ func (p *packer) whole(rr dns.RR) []byte {
 	return p.buf[start:len(p.buf):len(p.buf)]
 }
 
-// rest appends rr to buf without its owner name and returns that.
+// rest appends rr to buf without its owner name and returns that. Address
+// records, most of a zone, are packed here; others by miekg/dns, under the
+// root name so that there is little to cut.
 func (p *packer) rest(rr dns.RR) []byte {
-	b := p.pack(rr)
 	start := len(p.buf)
-	p.buf = append(p.buf, b[ownerLen(b):]...)
+	h := rr.Header()
+	var addr []byte
+	switch rr := rr.(type) {
+	case *dns.A:
+		addr = rr.A
+	case *dns.AAAA:
+		addr = rr.AAAA
+	}
+	if (h.Rrtype == dns.TypeA && len(addr) == 4) || (h.Rrtype == dns.TypeAAAA && len(addr) == 16) {
+		p.buf = binary.BigEndian.AppendUint16(p.buf, h.Rrtype)
+		p.buf = binary.BigEndian.AppendUint16(p.buf, h.Class)
+		p.buf = binary.BigEndian.AppendUint32(p.buf, h.Ttl)
+		p.buf = binary.BigEndian.AppendUint16(p.buf, uint16(len(addr)))
+		p.buf = append(p.buf, addr...)
+	} else {
+		// The record is the zone's own, not yet shared.
+		name := h.Name
+		h.Name = "."
+		b := p.pack(rr)
+		h.Name = name
+		p.buf = append(p.buf, b[1:]...)
+	}
 	return p.buf[start:len(p.buf):len(p.buf)]
 }
 
@@ -103,16 +121,6 @@ func ownerLen(b []byte) int {
 		i += int(b[i]) + 1
 	}
 	return i + 1
-}
-
-// set returns the packed set of type t at n.
-func (n *node) set(t uint16) *wireSet {
-	for i := range n.wire {
-		if n.wire[i].rrtype == t {
-			return &n.wire[i]
-		}
-	}
-	return nil
 }
 
 // Header bits of a DNS message (RFC 1035 4.1.1).
@@ -232,10 +240,11 @@ func (z *Zone) appendReply(dst []byte, id, bits uint16, q *plainQuery) (reply []
 	case n == nil:
 		rcode = dns.RcodeNameError
 		authority = z.soaWire
-	case q.qtype == dns.TypeANY && len(n.wire) > 0:
+	case q.qtype == dns.TypeANY && len(n.sets) > 0:
 		hinfo, ancount = true, 1
 	default:
-		if ws := n.set(q.qtype); ws != nil {
+		if set := n.set(q.qtype); set != nil {
+			ws := &set.wire
 			answer, ancount = ws.answer, ws.ancount
 			extra, arcount = ws.extra, ws.arcount
 		} else {

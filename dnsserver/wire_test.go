@@ -147,8 +147,8 @@ func TestFastReplyEveryName(t *testing.T) {
 			spellings = append(spellings, short)
 		}
 		types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypePTR, dns.TypeSOA, dns.TypeANY, dns.TypeMX}
-		for t := range nd.rrs {
-			types = append(types, t)
+		for _, set := range nd.sets {
+			types = append(types, set.rrtype)
 		}
 		for _, sp := range spellings {
 			for _, qt := range types {

@@ -70,13 +70,30 @@ type Zone struct {
 
 // node is one existing name.
 type node struct {
-	// rrs are the records at the name by type, owned by the canonical name.
-	rrs map[uint16][]dns.RR
+	// sets are the record sets at the name, one per type, owned by the
+	// canonical name. A name has few types, so they are a slice.
+	sets []recordSet
 	// extra are the address records of the targets of the SRV records at
 	// this name, for the additional section.
 	extra []dns.RR
-	// wire holds the sets of rrs packed, for the fast path (wire.go).
-	wire []wireSet
+}
+
+// recordSet is the records of one type at a name.
+type recordSet struct {
+	rrtype uint16
+	rrs    []dns.RR
+	// wire is the set packed, for the fast path (wire.go).
+	wire wireSet
+}
+
+// set returns the set of type t at n, nil if there is none.
+func (n *node) set(t uint16) *recordSet {
+	for i := range n.sets {
+		if n.sets[i].rrtype == t {
+			return &n.sets[i]
+		}
+	}
+	return nil
 }
 
 // Result is the outcome of a Lookup.
@@ -104,11 +121,13 @@ func BuildZone(in ZoneInput) *Zone {
 		z: &Zone{
 			domain:     domain + ".",
 			namespaces: map[string]bool{},
-			nodes:      map[string]*node{},
-			ttl:        orDefault(in.TTL, DefaultTTL),
+			// A pod has a name and a reverse name, a Service a name and a
+			// few SRV names.
+			nodes: make(map[string]*node, 2*len(in.Pods)+4*len(in.Services)+len(in.Namespaces)+8),
+			ttl:   orDefault(in.TTL, DefaultTTL),
 		},
 		domain: domain,
-		seen:   map[rrKey]bool{},
+		seen:   map[setKey]map[rrData]struct{}{},
 	}
 	negTTL := orDefault(in.NegativeTTL, DefaultNegativeTTL)
 	b.z.soa = &dns.SOA{
@@ -171,45 +190,79 @@ func BuildZone(in ZoneInput) *Zone {
 type zoneBuilder struct {
 	z      *Zone
 	domain string // without the trailing dot, as api.PodFQDN takes it
-	// seen holds the key of every record added, to keep sets free of
-	// duplicates.
-	seen map[rrKey]bool
+	// seen holds the records of each large set, to keep sets free of
+	// duplicates (see dup).
+	seen map[setKey]map[rrData]struct{}
 }
 
-// rrKey identifies a record added to a zone under construction: where it
-// is filed and what it holds. Every record of a zone has the zone's class
-// and TTL, so those are left out.
-type rrKey struct {
-	// extra is set for an additional record of the SRV set at at.
-	extra bool
-	// at is the name the record is filed at; name is its owner.
-	at, name string
-	rrtype   uint16
-	// The record's data: the address of an A or AAAA record, the target
-	// of a PTR or SRV record, and the SRV record's numbers. Other types
-	// keep their text in target.
-	addr                   netip.Addr
+// setKey names a record set under construction: the records of a type at
+// a name, or the additional records of the SRV set at a name.
+type setKey struct {
+	name   string
+	rrtype uint16
+	extra  bool
+}
+
+// rrData is what tells two records of one set apart: every record of a
+// zone has the zone's class and TTL, and the records of a set its type.
+type rrData struct {
+	// owner is the record's name; it is the set's name, but for
+	// additional records.
+	owner string
+	// addr is the address of an A or AAAA record.
+	addr netip.Addr
+	// target is the target of a PTR or SRV record; other types keep their
+	// text here.
 	target                 string
 	priority, weight, port uint16
 }
 
-// keyOf returns the key of rr filed at at.
-func keyOf(at string, extra bool, rr dns.RR) rrKey {
-	h := rr.Header()
-	k := rrKey{extra: extra, at: at, name: h.Name, rrtype: h.Rrtype}
+func dataOf(rr dns.RR) rrData {
+	d := rrData{owner: rr.Header().Name}
 	switch rr := rr.(type) {
 	case *dns.A:
-		k.addr, _ = netip.AddrFromSlice(rr.A)
+		d.addr, _ = netip.AddrFromSlice(rr.A)
 	case *dns.AAAA:
-		k.addr, _ = netip.AddrFromSlice(rr.AAAA)
+		d.addr, _ = netip.AddrFromSlice(rr.AAAA)
 	case *dns.PTR:
-		k.target = rr.Ptr
+		d.target = rr.Ptr
 	case *dns.SRV:
-		k.target, k.priority, k.weight, k.port = rr.Target, rr.Priority, rr.Weight, rr.Port
+		d.target, d.priority, d.weight, d.port = rr.Target, rr.Priority, rr.Weight, rr.Port
 	default:
-		k.target = rr.String()
+		d.target = rr.String()
 	}
-	return k
+	return d
+}
+
+// linearDedup is the size up to which a set is searched for duplicates
+// record by record; larger sets keep their records in a map.
+const linearDedup = 8
+
+// dup reports whether rr is already in set, the records of the set k so
+// far; if it is not, the caller adds it.
+func (b *zoneBuilder) dup(k setKey, set []dns.RR, rr dns.RR) bool {
+	d := dataOf(rr)
+	if len(set) < linearDedup {
+		for _, x := range set {
+			if dataOf(x) == d {
+				return true
+			}
+		}
+		return false
+	}
+	m := b.seen[k]
+	if m == nil {
+		m = make(map[rrData]struct{}, 2*len(set))
+		for _, x := range set {
+			m[dataOf(x)] = struct{}{}
+		}
+		b.seen[k] = m
+	}
+	if _, ok := m[d]; ok {
+		return true
+	}
+	m[d] = struct{}{}
+	return false
 }
 
 // endpoint is a pod published in a headless Service.
@@ -328,28 +381,26 @@ func (b *zoneBuilder) node(name string) *node {
 
 // add puts rr at name unless the same record is there already.
 func (b *zoneBuilder) add(name string, rr dns.RR) {
-	key := keyOf(name, false, rr)
-	if b.seen[key] {
+	n := b.node(name)
+	t := rr.Header().Rrtype
+	set := n.set(t)
+	if set == nil {
+		n.sets = append(n.sets, recordSet{rrtype: t})
+		set = &n.sets[len(n.sets)-1]
+	}
+	if b.dup(setKey{name: name, rrtype: t}, set.rrs, rr) {
 		return
 	}
-	b.seen[key] = true
-	n := b.node(name)
-	if n.rrs == nil {
-		n.rrs = map[uint16][]dns.RR{}
-	}
-	t := rr.Header().Rrtype
-	n.rrs[t] = append(n.rrs[t], rr)
+	set.rrs = append(set.rrs, rr)
 	b.z.wireLen += dns.Len(rr) - len(name) - 1
 }
 
 // addExtra adds rr to the additional records of the SRV set at name.
 func (b *zoneBuilder) addExtra(name string, rr dns.RR) {
-	key := keyOf(name, true, rr)
-	if b.seen[key] {
+	n := b.node(name)
+	if b.dup(setKey{name: name, rrtype: dns.TypeSRV, extra: true}, n.extra, rr) {
 		return
 	}
-	b.seen[key] = true
-	n := b.node(name)
 	n.extra = append(n.extra, rr)
 	b.z.wireLen += dns.Len(rr)
 }
