@@ -1,8 +1,6 @@
 package scheduler
 
 import (
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -25,11 +23,10 @@ func Version(o metav1.Object) uint64 {
 // decision made from a state that has since changed is refused instead of
 // applied.
 func PutOp(kind raftstore.Kind, obj raftstore.Object, current uint64) (raftstore.Op, error) {
-	data, err := json.Marshal(obj)
+	op, err := raftstore.PutOp(kind, obj)
 	if err != nil {
-		return raftstore.Op{}, fmt.Errorf("encode %s %s: %w", kind, obj.GetName(), err)
+		return raftstore.Op{}, err
 	}
-	op := raftstore.Op{Type: raftstore.OpPut, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Object: data}
 	if current == 0 {
 		op.IfAbsent = true
 	} else {

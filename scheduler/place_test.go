@@ -1030,3 +1030,53 @@ func TestPlaceFitMessageSortsAsStrings(t *testing.T) {
 		t.Errorf("fitMessage = %q, want %q", got, want)
 	}
 }
+
+func TestFeasibleNodesToFind(t *testing.T) {
+	for _, tc := range []struct{ nodes, want int }{
+		{0, 0}, {3, 3}, {100, 100}, {101, 100}, {250, 120}, {1000, 420}, {5000, 500}, {6000, 300}, {20000, 1000},
+	} {
+		if got := feasibleNodesToFind(tc.nodes); got != tc.want {
+			t.Errorf("feasibleNodesToFind(%d) = %d, want %d", tc.nodes, got, tc.want)
+		}
+	}
+}
+
+// TestPlaceManyNodes: on 1,000 equal nodes Place looks at 420 passing
+// nodes per pod, each search starting where the last stopped; a set's
+// ordinals still land on distinct nodes, sets do not pile onto the first
+// nodes by name, and a pod that fits nowhere counts every node.
+func TestPlaceManyNodes(t *testing.T) {
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%04d", i)
+	}
+	var pending []*corev1.Pod
+	for s := range 20 {
+		for ord := range 10 {
+			pending = append(pending, plPod(fmt.Sprintf("s%02d-%d", s, ord), plOwner(fmt.Sprintf("s%02d", s)), plReq("100m", "64Mi")))
+		}
+	}
+	pending = append(pending, plPod("huge-0", plReq("1000", "")))
+	res := Place(PlaceInput{Pending: pending, Nodes: plNodes(names...)})
+	if len(res.Assignments) != 200 {
+		t.Fatalf("%d assignments, want 200; unschedulable: %v", len(res.Assignments), res.Unschedulable)
+	}
+	// Every node starts empty, so each pod takes an empty node: the 200
+	// pods take 200 distinct nodes.
+	used := map[string]string{}
+	for _, a := range res.Assignments {
+		if other, ok := used[a.Node]; ok {
+			t.Errorf("%s and %s both on %s", other, a.Pod.Name, a.Node)
+		}
+		used[a.Node] = a.Pod.Name
+	}
+	// The first search (n0000..n0419) picks n0000, the second starts at
+	// n0420 and picks it.
+	if got := res.Assignments[0].Node + "," + res.Assignments[1].Node; got != "n0000,n0420" {
+		t.Errorf("first two pods on %s, want n0000,n0420", got)
+	}
+	want := "0/1000 nodes are available: 1000 Insufficient cpu."
+	if len(res.Unschedulable) != 1 || res.Unschedulable[0].Message != want {
+		t.Errorf("unschedulable %+v, want huge-0 with %q", res.Unschedulable, want)
+	}
+}
