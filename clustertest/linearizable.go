@@ -166,7 +166,18 @@ func (c *Cluster) CheckC2(h *History) error {
 	ops := h.Ops()
 	start := time.Now()
 	r := CheckLinearizable(ops, c2Timeout)
-	c.Logf("C2: %d operations checked in %v: %s", r.Operations, time.Since(start).Round(time.Millisecond), r.Result)
+	found, absent := 0, 0
+	for _, op := range ops {
+		switch {
+		case op.Kind != KindGet || op.Outcome != OK:
+		case op.Found:
+			found++
+		default:
+			absent++
+		}
+	}
+	c.Logf("C2: %d operations checked in %v (gets that found a value %d, found none %d): %s",
+		r.Operations, time.Since(start).Round(time.Millisecond), found, absent, r.Result)
 	switch r.Result {
 	case porcupine.Ok:
 		return nil
