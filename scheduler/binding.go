@@ -99,6 +99,59 @@ func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time
 	return err
 }
 
+// bindAtCreation places the pods the plans are about to create, and sets
+// each one it can place on its node, so that the pod is created bound in
+// its set's transaction instead of being created, then bound by a second
+// commit. It places them as place does, with what the view binds already
+// counted, and leaves Pending (for place, once they exist) the pods it
+// cannot place and those whose binding needs more than the pod itself: a
+// claim that does not exist yet, is attached to another node or would
+// change with the binding.
+func (c *Controller) bindAtCreation(v *raftstore.View, plans []planCommit, now time.Time) {
+	claimList := raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "")
+	claims := IndexClaims(claimList)
+	in := PlaceInput{Claims: claimList}
+	created := map[types.NamespacedName]*corev1.Pod{}
+	for _, pc := range plans {
+		for _, p := range pc.plan.CreatePods {
+			if p.Spec.NodeName != "" || !claimsExist(p, claims) {
+				continue
+			}
+			in.Pending = append(in.Pending, p)
+			created[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = p
+		}
+	}
+	if len(in.Pending) == 0 {
+		return
+	}
+	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "") {
+		if p.Spec.NodeName != "" {
+			in.Pods = append(in.Pods, p)
+		}
+	}
+	in.Nodes = raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "")
+	fenced := c.nodeFenced(in.Nodes)
+	for _, a := range Place(in).Assignments {
+		pod := created[a.Pod]
+		if HeldElsewhere(pod, a.Node, claims, fenced) != "" || len(BoundClaims(pod, a.Node, claims, fenced)) > 0 {
+			continue
+		}
+		pod.Spec.NodeName = a.Node
+		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, now)
+	}
+}
+
+// claimsExist reports whether every claim pod mounts is in claims and not
+// being deleted.
+func claimsExist(pod *corev1.Pod, claims ClaimIndex) bool {
+	for _, name := range podClaims(pod) {
+		if c := claims[[2]string{pod.Namespace, name}]; c == nil || c.DeletionTimestamp != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // nodeFenced is the Failover rule for nodes, with this leader's leases.
 func (c *Controller) nodeFenced(nodes []*corev1.Node) func(string) bool {
 	if c.leases == nil {

@@ -135,7 +135,7 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 	next := maxIdle
 	var errs []error
 	objs := newNamespaceObjects(v)
-	var commits []planCommit
+	var planned []planCommit
 	for _, set := range raftstore.ListOf[*appsv1.StatefulSet](v, raftstore.StatefulSets, "") {
 		plan := Reconcile(Input{
 			Set:       set,
@@ -147,13 +147,19 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 		if plan.RequeueAfter > 0 {
 			next = min(next, plan.RequeueAfter)
 		}
-		ops, err := c.planOps(v, set, plan, now)
+		planned = append(planned, planCommit{set: set, plan: plan})
+	}
+	c.bindAtCreation(v, planned, now)
+	var commits []planCommit
+	for _, pc := range planned {
+		ops, err := c.planOps(v, pc.set, pc.plan, now)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("statefulset %s/%s: %w", set.Namespace, set.Name, err))
+			errs = append(errs, fmt.Errorf("statefulset %s/%s: %w", pc.set.Namespace, pc.set.Name, err))
 			continue
 		}
 		if len(ops) > 0 {
-			commits = append(commits, planCommit{set: set, plan: plan, ops: ops})
+			pc.ops = ops
+			commits = append(commits, pc)
 		}
 	}
 	// Each set's plan is its own transaction, so that one refused plan
@@ -230,9 +236,16 @@ func (c *Controller) commitPlans(ctx context.Context, commits []planCommit) []pl
 }
 
 func (c *Controller) logPlan(set *appsv1.StatefulSet, plan Plan) {
+	bound := 0
 	for _, p := range plan.CreatePods {
+		if p.Spec.NodeName != "" {
+			bound++
+			c.log.Info("create pod", "set", set.Name, "ns", set.Namespace, "pod", p.Name, "node", p.Spec.NodeName)
+			continue
+		}
 		c.log.Info("create pod", "set", set.Name, "ns", set.Namespace, "pod", p.Name)
 	}
+	c.metrics.placements.Add(float64(bound))
 	for _, d := range plan.DeletePods {
 		c.log.Info("delete pod", "set", set.Name, "ns", set.Namespace, "pod", d.Name, "reason", d.Reason)
 	}
@@ -280,9 +293,13 @@ func (c *Controller) planOps(v *raftstore.View, set *appsv1.StatefulSet, plan Pl
 	}
 	for _, p := range plan.CreatePods {
 		stampNew(p, now)
-		if err := add(PutOp(raftstore.Pods, p, 0)); err != nil {
+		op, err := PutOp(raftstore.Pods, p, 0)
+		if err != nil {
 			return nil, err
 		}
+		// A pod created bound gets its generation as a binding does.
+		op.StampGeneration = p.Spec.NodeName != ""
+		ops = append(ops, op)
 	}
 	for _, d := range plan.DeletePods {
 		pod, ok := raftstore.GetOf[*corev1.Pod](v, raftstore.Pods, set.Namespace, d.Name)

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,55 @@ func TestControllerFailsOverAfterTheFenceMargin(t *testing.T) {
 	}
 	if !lost {
 		t.Error("no NodeLost event recorded on web-0")
+	}
+}
+
+// TestControllerCreatesPodsBound: pods whose claims exist (here: no claims)
+// are placed before they are created and created bound, in their set's
+// transaction: one commit per pod instead of a creation and a binding.
+// A pod whose claim the same plan creates is bound after it.
+func TestControllerCreatesPodsBound(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock})
+	ctx := context.Background()
+	for _, name := range []string{"node-a", "node-b"} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{
+			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceMust("2"), corev1.ResourceMemory: resourceMust("4Gi"), corev1.ResourcePods: resourceMust("110")},
+		}}
+		stampNew(n, clock.now)
+		op, _ := PutOp(raftstore.Nodes, n, 0)
+		raftstoretest.Apply(t, store, op)
+	}
+	objs, err := api.DecodeManifests([]byte(strings.Replace(controllerSetYAML, "replicas: 2", "replicas: 3\n  podManagementPolicy: Parallel", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := objs[0].(*appsv1.StatefulSet)
+	set.Spec.VolumeClaimTemplates = nil
+	set.Spec.Template.Spec.Containers[0].VolumeMounts = nil
+	stampNew(set, clock.now)
+	op, err := PutOp(raftstore.StatefulSets, set, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftstoretest.Apply(t, store, op)
+	before := store.View().Index()
+	if _, err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := store.View()
+	var got []string
+	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "default") {
+		got = append(got, p.Name+"@"+p.Spec.NodeName)
+		created, _ := strconv.ParseUint(p.ResourceVersion, 10, 64)
+		if created != before+1 || p.Annotations[api.AnnotationGeneration] != p.ResourceVersion {
+			t.Errorf("%s: resourceVersion %s generation %q, want both %d: created bound by the set's plan, the first commit of the pass",
+				p.Name, p.ResourceVersion, p.Annotations[api.AnnotationGeneration], before+1)
+		}
+	}
+	if want := "web-0@node-a,web-1@node-b,web-2@node-a"; strings.Join(got, ",") != want {
+		t.Errorf("pods %s, want %s", strings.Join(got, ","), want)
 	}
 }
