@@ -36,8 +36,8 @@ func TestParseDNSPerf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.qps != 999.917507 || r.lostPercent != 0.5 {
-		t.Errorf("qps %v, lost %v %%; want 999.917507, 0.5 %%", r.qps, r.lostPercent)
+	if r.qps != 999.917507 || r.lostPercent != 0.5 || r.completed != 1990 {
+		t.Errorf("qps %v, lost %v %%, completed %d; want 999.917507, 0.5 %%, 1990", r.qps, r.lostPercent, r.completed)
 	}
 	want := []time.Duration{798 * time.Microsecond, 90 * time.Microsecond, 105 * time.Microsecond}
 	if len(r.latencies) != len(want) {

@@ -117,7 +117,7 @@ func run(o options) error {
 			if err != nil {
 				return err
 			}
-			progress("  %.0f queries/s, %.2f %% lost", res.qps, res.lostPercent)
+			progress("  %.0f queries/s, %.2f %% lost, %.1f µs of server CPU per query", res.qps, res.lostPercent, bench.Micros(res.cpuPerQuery))
 			m.into.add(res)
 		}
 	}
@@ -146,6 +146,11 @@ func run(o options) error {
 			WithNote("%d names; %s: Stead %s, baseline %s; lost: Stead %s, baseline %s",
 				o.names, runs, steadQPS.all(), bareQPS.all(), steadQPS.lost(), bareQPS.lost()),
 	}
+	rows = append(rows,
+		bench.NewResult(benchName, tput, "CPU time per query", bench.Micros(steadQPS.lowestCPU()), "µs").
+			Against(bareName, bench.Micros(bareQPS.lowestCPU())).
+			WithNote("the server's user and system time while dnsperf ran, over the queries answered; the lowest of %d runs: Stead %s, baseline %s",
+				o.rounds, steadQPS.cpus(), bareQPS.cpus()))
 	fixed := fmt.Sprintf("latency at %d queries/s", o.rate)
 	rows = append(rows,
 		bench.NewResult(benchName, fixed, "p50 latency", bench.Micros(steadLat.percentile(50)), "µs").
@@ -159,7 +164,8 @@ func run(o options) error {
 	rows = append(rows,
 		bench.NewResult(benchName, churn, "throughput", steadChurnQPS.best(), "queries/s").
 			Against("Stead without changes", steadQPS.best()).Want(bench.AtLeastRatio(minChurnRatio)).
-			WithNote("each change rebuilds the zone and swaps it in; %s: %s", runs, steadChurnQPS.all()),
+			WithNote("each change rebuilds the zone and swaps it in; %s: %s; server CPU per query %s (without changes %s)",
+				runs, steadChurnQPS.all(), steadChurnQPS.cpus(), steadQPS.cpus()),
 		bench.NewResult(benchName, churn+" (baseline)", "throughput", bareChurnQPS.best(), "queries/s").
 			Against("bare without changes", bareQPS.best()).
 			WithNote("the bare server rebuilds its map and swaps it in; %s: %s", runs, bareChurnQPS.all()),
@@ -215,6 +221,10 @@ func (b *bencher) perf(impl string, churn, rate int) (perfResult, error) {
 	if err != nil {
 		return perfResult{}, err
 	}
+	cpu0, err := bench.CPUTime(srv.PID())
+	if err != nil {
+		return perfResult{}, err
+	}
 	host, port, _ := splitHostPort(addr)
 	args := []string{"-c", b.o.clientCPU, b.o.dnsperf, "-s", host, "-p", port, "-d", b.queries,
 		"-l", strconv.Itoa(int(b.o.duration.Seconds())), "-c", strconv.Itoa(b.o.clients), "-q", strconv.Itoa(b.o.outstanding)}
@@ -227,6 +237,14 @@ func (b *bencher) perf(impl string, churn, rate int) (perfResult, error) {
 	if err != nil {
 		return perfResult{}, fmt.Errorf("dnsperf against the %s server: %w", impl, err)
 	}
+	cpu1, err := bench.CPUTime(srv.PID())
+	if err != nil {
+		return perfResult{}, err
+	}
 	os.WriteFile(filepath.Join(b.o.dir, fmt.Sprintf("dnsperf-%d-%s.txt", b.n, impl)), out, 0o644)
-	return parseDNSPerf(out)
+	res, err := parseDNSPerf(out)
+	if err == nil && res.completed > 0 {
+		res.cpuPerQuery = (cpu1 - cpu0) / time.Duration(res.completed)
+	}
+	return res, err
 }

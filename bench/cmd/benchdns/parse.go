@@ -17,6 +17,12 @@ type perfResult struct {
 	qps float64
 	// lostPercent is the share of queries sent that got no answer.
 	lostPercent float64
+	// completed is the number of queries answered.
+	completed int
+	// cpuPerQuery is the server's CPU time (user and system) while dnsperf
+	// ran, over the queries answered. Unlike queries per second it hardly
+	// depends on what else the machine runs.
+	cpuPerQuery time.Duration
 	// rcodes is dnsperf's "Response codes" line.
 	rcodes string
 	// latencies are the per-query latencies dnsperf -v printed.
@@ -56,6 +62,10 @@ func parseDNSPerf(out []byte) (perfResult, error) {
 				return r, fmt.Errorf("dnsperf: queries per second %q: %w", val, err)
 			}
 			r.qps, found = v, true
+		case "Queries completed":
+			// "1990 (99.50%)"
+			n, _, _ := strings.Cut(val, " ")
+			r.completed, _ = strconv.Atoi(n)
 		case "Queries lost":
 			// "10 (0.00%)"
 			if i, j := strings.Index(val, "("), strings.Index(val, "%)"); i >= 0 && j > i {
@@ -116,6 +126,26 @@ func (p perfRuns) p99s() string {
 	var parts []string
 	for _, r := range p {
 		parts = append(parts, r.percentile(99).String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// lowestCPU returns the lowest CPU time per query of the runs.
+func (p perfRuns) lowestCPU() time.Duration {
+	var best time.Duration
+	for i, r := range p {
+		if i == 0 || r.cpuPerQuery < best {
+			best = r.cpuPerQuery
+		}
+	}
+	return best
+}
+
+// cpus returns each run's CPU time per query, as text.
+func (p perfRuns) cpus() string {
+	var parts []string
+	for _, r := range p {
+		parts = append(parts, fmt.Sprintf("%.1f µs", bench.Micros(r.cpuPerQuery)))
 	}
 	return strings.Join(parts, ", ")
 }
