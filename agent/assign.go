@@ -21,12 +21,15 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 	for ctx.Err() == nil {
 		c := a.servers.client()
 		// After a lapse of the lease, read the assignments at once rather
-		// than wait for a change: pods wait for that fresh list to start.
+		// than wait for a change, and from the leader (a consistent read):
+		// pods wait for that fresh list to start, and a follower that
+		// lags could still list a pod the leader gave to another node.
+		opts := api.ListOptions{FieldSelector: selector, Index: index, Wait: DefaultAssignmentsWait}
 		if a.lapsedAt.Load() != nil {
-			index = 0
+			opts = api.ListOptions{FieldSelector: selector, Consistent: true}
 		}
 		sent := time.Now()
-		list, idx, err := c.List(ctx, podsResource, "", api.ListOptions{FieldSelector: selector, Index: index, Wait: DefaultAssignmentsWait})
+		list, idx, err := c.List(ctx, podsResource, "", opts)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -50,8 +53,11 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 		// A server that restarted, or another server, may be behind: take
 		// what it says and block from there.
 		index = idx
-		a.listedFrom.Store(&sent)
+		// The workers get the list before it counts as read afresh: a
+		// worker the lease gate lets start a container must already know
+		// whether its pod is still assigned here.
 		a.dispatch(ctx, pods)
+		a.listedFrom.Store(&sent)
 	}
 }
 

@@ -442,6 +442,12 @@ func (w *podWorker) startAttempt(ctx context.Context, pod *corev1.Pod, sb string
 			Message: "the node's lease with the servers ran out: no container starts until a heartbeat renews it"}
 		return false, now.Add(time.Second)
 	}
+	// The lease holds again only once a fresh assignment list reached the
+	// workers; this sync may have begun before it, with a pod the list no
+	// longer assigns here.
+	if d := w.getDesired(); d == nil || d.UID != pod.UID {
+		return false, now
+	}
 	if wv, retry := w.ensureImage(ctx, pod, c, now); wv != nil {
 		w.waiting[c.Name] = wv
 		return false, retry

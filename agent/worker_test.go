@@ -655,3 +655,35 @@ func TestWorkerAfterReboot(t *testing.T) {
 	h.sync(w2)
 	wantCalls(t, h)
 }
+
+// TestWorkerLeaseGateRereadsItsPod: the lease gate opens once a fresh
+// assignment list reached the workers. A sync that began before that list
+// must not start a container for a pod the list no longer assigns here.
+func TestWorkerLeaseGateRereadsItsPod(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		now  *corev1.Pod // what the fresh list assigns under the name
+	}{
+		{"pod gone", nil},
+		{"pod replaced by a new incarnation", webPod("web-0", 9)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			w := h.worker(webPod("web-0", 7))
+			if tc.now != nil {
+				tc.now.UID = "uid-web-0-new"
+			}
+			h.env.leaseValid = func() bool {
+				// The fresh list is dispatched before the gate opens.
+				w.setDesired(tc.now)
+				return true
+			}
+			h.sync(w)
+			for _, call := range h.containers.Calls() {
+				if strings.HasPrefix(call, "create ") || strings.HasPrefix(call, "start ") {
+					t.Errorf("%s for a pod the fresh assignments took away", call)
+				}
+			}
+		})
+	}
+}
