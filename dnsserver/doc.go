@@ -11,6 +11,13 @@
 // query never waits on the state store and the last zone keeps being served
 // when every server is down.
 //
+// Most queries are plain UDP queries for cluster names, whose replies do not
+// depend on the client. BuildZone packs every record set for the wire once,
+// and the UDP read loop answers such a query by copying the packed records
+// after the query's header and question, without parsing it into a message
+// or starting a goroutine; everything else goes through ServeDNS. The two
+// paths write the same bytes (wire.go).
+//
 // The records are those of the Kubernetes DNS specification for headless
 // Services (SEMANTICS.md C.19–C.28):
 //
