@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -407,11 +408,29 @@ func (b *zoneBuilder) addExtra(name string, rr dns.RR) {
 
 // addPTR adds the reverse record of ip pointing at target (C.23).
 func (b *zoneBuilder) addPTR(ip netip.Addr, target string) {
-	rev, err := dns.ReverseAddr(ip.String())
-	if err != nil {
-		return
-	}
+	rev := reverseName(ip)
 	b.add(rev, &dns.PTR{Hdr: b.hdr(rev, dns.TypePTR), Ptr: target})
+}
+
+// reverseName returns the name of ip's PTR record, as dns.ReverseAddr
+// does, without formatting and parsing the address as text.
+func reverseName(ip netip.Addr) string {
+	if ip.Is4() {
+		buf := make([]byte, 0, len("255.255.255.255.in-addr.arpa."))
+		a := ip.As4()
+		for i := len(a) - 1; i >= 0; i-- {
+			buf = strconv.AppendUint(buf, uint64(a[i]), 10)
+			buf = append(buf, '.')
+		}
+		return string(append(buf, "in-addr.arpa."...))
+	}
+	const hex = "0123456789abcdef"
+	buf := make([]byte, 0, 16*4+len("ip6.arpa."))
+	a := ip.As16()
+	for i := len(a) - 1; i >= 0; i-- {
+		buf = append(buf, hex[a[i]&0xF], '.', hex[a[i]>>4], '.')
+	}
+	return string(append(buf, "ip6.arpa."...))
 }
 
 func (b *zoneBuilder) hdr(name string, t uint16) dns.RR_Header {

@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -481,6 +482,19 @@ func TestIsLabel(t *testing.T) {
 		want := s != "" && len(validation.IsDNS1123Label(s)) == 0
 		if got := isLabel(s); got != want {
 			t.Errorf("isLabel(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// reverseName spells PTR names as dns.ReverseAddr does.
+func TestReverseName(t *testing.T) {
+	for _, s := range []string{"10.1.2.10", "0.0.0.0", "255.255.255.255", "192.0.2.1", "fd00::11", "::1", "2001:db8::ff00:42:8329", "fe80::1"} {
+		want, err := dns.ReverseAddr(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := reverseName(netip.MustParseAddr(s)); got != want {
+			t.Errorf("reverseName(%s) = %q, want %q", s, got, want)
 		}
 	}
 }
