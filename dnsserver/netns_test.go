@@ -157,3 +157,41 @@ func TestForwardOnlyForPodsAndLoopback(t *testing.T) {
 		t.Errorf("Forwarded = %d, want 6", got)
 	}
 }
+
+// On a wildcard address, a reply from the fast path leaves from the address
+// the query was sent to, which is what clients check; on a specific
+// address it always does.
+func TestFastPathReplySource(t *testing.T) {
+	const a, b = "198.51.100.1", "198.51.100.2"
+	// Each query is sent from the other address, so that a reply that
+	// leaves from the address the kernel picks for its destination comes
+	// from the wrong one.
+	from := map[string]string{a: b, b: a, "127.0.0.1": a}
+	for _, tc := range []struct {
+		name, listen string
+		to           []string
+	}{
+		{"wildcard", "0.0.0.0:0", []string{a, b, "127.0.0.1"}},
+		{"specific", b + ":0", []string{b}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := testNetns(t, a+"/32", b+"/32")
+			s := NewServer(Config{Upstreams: []string{}}, testLogger(t))
+			s.Swap(BuildZone(fixture()))
+			port := serveInNetns(t, s, ns, tc.listen).Port()
+			for _, to := range tc.to {
+				before := s.fastReplies.Load()
+				// +noedns: dig's EDNS query carries a cookie, which the
+				// fast path leaves to the handler.
+				out, err := exec.Command("ip", "netns", "exec", ns, "dig", "@"+to, "-p", strconv.Itoa(int(port)),
+					"-b", from[to], "+noedns", "+time=5", "+tries=1", "+short", "web-0.nginx.default").CombinedOutput()
+				if err != nil || strings.TrimSpace(string(out)) != "10.1.2.10" {
+					t.Errorf("dig @%s -b %s: %v\n%s", to, from[to], err, out)
+				}
+				if got := s.fastReplies.Load(); got != before+1 {
+					t.Errorf("dig @%s -b %s: %d fast replies, want 1", to, from[to], got-before)
+				}
+			}
+		})
+	}
+}

@@ -23,6 +23,10 @@ type fastReader struct {
 	// buf is the message read; out is the reply; name is the canonical
 	// query name. The read loop is one goroutine, so they are reused.
 	buf, out, name []byte
+	// bound is set once the socket's address is known; specific when it is
+	// not a wildcard address, so that replies leave from it without asking
+	// the kernel for the query's destination address.
+	bound, specific bool
 }
 
 // decorateUDP is the UDP dns.Server's DecorateReader.
@@ -39,6 +43,11 @@ func (s *Server) decorateUDP(r dns.Reader) dns.Reader {
 // ReadUDP reads messages from conn, answers those it can and returns the
 // first it cannot, in a buffer of its own.
 func (r *fastReader) ReadUDP(conn *net.UDPConn, _ time.Duration) ([]byte, *dns.SessionUDP, error) {
+	if !r.bound {
+		la, ok := conn.LocalAddr().(*net.UDPAddr)
+		r.specific = ok && !la.IP.IsUnspecified()
+		r.bound = true
+	}
 	for {
 		n, sess, err := dns.ReadFromSessionUDP(conn, r.buf)
 		if err != nil {
@@ -71,7 +80,13 @@ func (r *fastReader) serve(conn *net.UDPConn, raw []byte, sess *dns.SessionUDP) 
 	r.out = out
 	r.s.countRcode(rcode)
 	r.s.fastReplies.Add(1)
-	if _, err := dns.WriteToSessionUDP(conn, out, sess); err != nil {
+	var err error
+	if ra, ok := sess.RemoteAddr().(*net.UDPAddr); ok && r.specific {
+		_, err = conn.WriteToUDP(out, ra)
+	} else {
+		_, err = dns.WriteToSessionUDP(conn, out, sess)
+	}
+	if err != nil {
 		r.s.log.Debug("write reply", "client", sess.RemoteAddr(), "error", err)
 	}
 	r.s.latency.Observe(time.Since(start).Seconds())
