@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -128,7 +129,6 @@ func BuildZone(in ZoneInput) *Zone {
 			ttl:   orDefault(in.TTL, DefaultTTL),
 		},
 		domain: domain,
-		seen:   map[setKey]map[rrData]struct{}{},
 	}
 	negTTL := orDefault(in.NegativeTTL, DefaultNegativeTTL)
 	b.z.soa = &dns.SOA{
@@ -183,6 +183,13 @@ func BuildZone(in ZoneInput) *Zone {
 			b.clusterIP(svc)
 		}
 	}
+	// A record two objects both produce is in its set once.
+	for _, n := range b.z.nodes {
+		for i := range n.sets {
+			n.sets[i].rrs = dedup(n.sets[i].rrs)
+		}
+		n.extra = dedup(n.extra)
+	}
 	b.z.packWire()
 	return b.z
 }
@@ -191,17 +198,6 @@ func BuildZone(in ZoneInput) *Zone {
 type zoneBuilder struct {
 	z      *Zone
 	domain string // without the trailing dot, as api.PodFQDN takes it
-	// seen holds the records of each large set, to keep sets free of
-	// duplicates (see dup).
-	seen map[setKey]map[rrData]struct{}
-}
-
-// setKey names a record set under construction: the records of a type at
-// a name, or the additional records of the SRV set at a name.
-type setKey struct {
-	name   string
-	rrtype uint16
-	extra  bool
 }
 
 // rrData is what tells two records of one set apart: every record of a
@@ -236,34 +232,79 @@ func dataOf(rr dns.RR) rrData {
 }
 
 // linearDedup is the size up to which a set is searched for duplicates
-// record by record; larger sets keep their records in a map.
+// record by record; larger sets are sorted.
 const linearDedup = 8
 
-// dup reports whether rr is already in set, the records of the set k so
-// far; if it is not, the caller adds it.
-func (b *zoneBuilder) dup(k setKey, set []dns.RR, rr dns.RR) bool {
-	d := dataOf(rr)
-	if len(set) < linearDedup {
-		for _, x := range set {
-			if dataOf(x) == d {
-				return true
+// dedup removes from rrs, in place, every record that repeats an earlier
+// one, and keeps the order of the rest.
+func dedup(rrs []dns.RR) []dns.RR {
+	if len(rrs) < 2 {
+		return rrs
+	}
+	if len(rrs) <= linearDedup {
+		out := rrs[:0]
+	next:
+		for _, rr := range rrs {
+			d := dataOf(rr)
+			for _, x := range out {
+				if dataOf(x) == d {
+					continue next
+				}
 			}
+			out = append(out, rr)
 		}
-		return false
+		return out
 	}
-	m := b.seen[k]
-	if m == nil {
-		m = make(map[rrData]struct{}, 2*len(set))
-		for _, x := range set {
-			m[dataOf(x)] = struct{}{}
+	type keyed struct {
+		d rrData
+		i int
+	}
+	keys := make([]keyed, len(rrs))
+	for i, rr := range rrs {
+		keys[i] = keyed{dataOf(rr), i}
+	}
+	slices.SortFunc(keys, func(a, b keyed) int {
+		if c := a.d.compare(b.d); c != 0 {
+			return c
 		}
-		b.seen[k] = m
+		return cmp.Compare(a.i, b.i)
+	})
+	drop := make([]bool, len(rrs))
+	dups := false
+	for j := 1; j < len(keys); j++ {
+		if keys[j].d == keys[j-1].d {
+			drop[keys[j].i], dups = true, true
+		}
 	}
-	if _, ok := m[d]; ok {
-		return true
+	if !dups {
+		return rrs
 	}
-	m[d] = struct{}{}
-	return false
+	out := rrs[:0]
+	for i, rr := range rrs {
+		if !drop[i] {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+func (d rrData) compare(e rrData) int {
+	if c := strings.Compare(d.owner, e.owner); c != 0 {
+		return c
+	}
+	if c := d.addr.Compare(e.addr); c != 0 {
+		return c
+	}
+	if c := strings.Compare(d.target, e.target); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(d.priority, e.priority); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(d.weight, e.weight); c != 0 {
+		return c
+	}
+	return cmp.Compare(d.port, e.port)
 }
 
 // endpoint is a pod published in a headless Service.
@@ -279,7 +320,7 @@ type endpoint struct {
 // per-pod names, SRV per named port and PTR.
 func (b *zoneBuilder) headless(svc *corev1.Service, pods []*corev1.Pod) {
 	name := serviceFQDN(svc.Name, svc.Namespace, b.domain)
-	var eps []endpoint
+	eps := make([]endpoint, 0, len(pods))
 	for _, p := range pods {
 		ips := podIPs(p)
 		if len(ips) == 0 || !selects(svc, p) || !published(svc, p) {
@@ -380,7 +421,7 @@ func (b *zoneBuilder) node(name string) *node {
 	return n
 }
 
-// add puts rr at name unless the same record is there already.
+// add puts rr at name. Duplicates are removed when the zone is complete.
 func (b *zoneBuilder) add(name string, rr dns.RR) {
 	n := b.node(name)
 	t := rr.Header().Rrtype
@@ -389,9 +430,6 @@ func (b *zoneBuilder) add(name string, rr dns.RR) {
 		n.sets = append(n.sets, recordSet{rrtype: t})
 		set = &n.sets[len(n.sets)-1]
 	}
-	if b.dup(setKey{name: name, rrtype: t}, set.rrs, rr) {
-		return
-	}
 	set.rrs = append(set.rrs, rr)
 	b.z.wireLen += dns.Len(rr) - len(name) - 1
 }
@@ -399,9 +437,6 @@ func (b *zoneBuilder) add(name string, rr dns.RR) {
 // addExtra adds rr to the additional records of the SRV set at name.
 func (b *zoneBuilder) addExtra(name string, rr dns.RR) {
 	n := b.node(name)
-	if b.dup(setKey{name: name, rrtype: dns.TypeSRV, extra: true}, n.extra, rr) {
-		return
-	}
 	n.extra = append(n.extra, rr)
 	b.z.wireLen += dns.Len(rr)
 }

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -496,5 +497,64 @@ func TestReverseName(t *testing.T) {
 		if got := reverseName(netip.MustParseAddr(s)); got != want {
 			t.Errorf("reverseName(%s) = %q, want %q", s, got, want)
 		}
+	}
+}
+
+// dedup keeps the first of each record and the order of the rest, in small
+// sets and in large ones.
+func TestDedup(t *testing.T) {
+	a := func(owner, ip string) dns.RR {
+		rr, err := dns.NewRR(owner + " 5 IN A " + ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rr
+	}
+	srv := func(port, target string) dns.RR {
+		rr, err := dns.NewRR("_web._tcp.x. 5 IN SRV 0 100 " + port + " " + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rr
+	}
+	var large, largeWant []dns.RR
+	for i := range 20 {
+		// 10.0.0.19, 10.0.0.18, ... each twice in a row, then again.
+		ip := "10.0.0." + strconv.Itoa(19-i/2)
+		large = append(large, a("x.", ip))
+		if i%2 == 0 {
+			largeWant = append(largeWant, a("x.", ip))
+		}
+	}
+	large = append(large, a("x.", "10.0.0.15"), a("x.", "10.0.0.99"))
+	largeWant = append(largeWant, a("x.", "10.0.0.99"))
+	tests := []struct {
+		name     string
+		in, want []dns.RR
+	}{
+		{"empty", nil, nil},
+		{"one", []dns.RR{a("x.", "10.0.0.1")}, []dns.RR{a("x.", "10.0.0.1")}},
+		{"small", []dns.RR{a("x.", "10.0.0.2"), a("x.", "10.0.0.1"), a("x.", "10.0.0.2"), a("x.", "10.0.0.3")},
+			[]dns.RR{a("x.", "10.0.0.2"), a("x.", "10.0.0.1"), a("x.", "10.0.0.3")}},
+		{"owners differ", []dns.RR{a("x.", "10.0.0.1"), a("y.", "10.0.0.1"), a("x.", "10.0.0.1")},
+			[]dns.RR{a("x.", "10.0.0.1"), a("y.", "10.0.0.1")}},
+		{"SRV port and target", []dns.RR{srv("80", "a."), srv("81", "a."), srv("80", "b."), srv("80", "a.")},
+			[]dns.RR{srv("80", "a."), srv("81", "a."), srv("80", "b.")}},
+		{"large", large, largeWant},
+		{"large without duplicates", largeWant[:10], largeWant[:10]},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got, want []string
+			for _, rr := range dedup(slices.Clone(tc.in)) {
+				got = append(got, rr.String())
+			}
+			for _, rr := range tc.want {
+				want = append(want, rr.String())
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("dedup:\n got %q\nwant %q", got, want)
+			}
+		})
 	}
 }
