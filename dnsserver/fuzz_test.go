@@ -60,6 +60,12 @@ func serveRaw(s *Server, w dns.ResponseWriter, raw []byte) {
 	w.WriteMsg(req)
 }
 
+// withCookie adds a client cookie to m's OPT record.
+func withCookie(m *dns.Msg) *dns.Msg {
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+	return m
+}
+
 // fuzzSources are the client addresses a fuzz input picks from; the first
 // three may have names outside the zone resolved for them.
 var fuzzSources = []net.IP{
@@ -98,6 +104,7 @@ func FuzzServeDNS(f *testing.F) {
 		{withEDNS(query("WEB-1.nginx.default.svc.cluster.local.", dns.TypeAAAA), 1232, true), 5, false},
 		{withEDNS(query("nope.default.", dns.TypeMX), 512, false), 3, false},
 		{query("_web._tcp.nginx.default.", dns.TypeSRV), 1, false},
+		{withCookie(withEDNS(query("web-0.nginx.default.", dns.TypeA), 1232, false)), 0, false},
 	} {
 		b, err := q.m.Pack()
 		if err != nil {

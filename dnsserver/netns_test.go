@@ -181,10 +181,8 @@ func TestFastPathReplySource(t *testing.T) {
 			port := serveInNetns(t, s, ns, tc.listen).Port()
 			for _, to := range tc.to {
 				before := s.fastReplies.Load()
-				// +noedns: dig's EDNS query carries a cookie, which the
-				// fast path leaves to the handler.
 				out, err := exec.Command("ip", "netns", "exec", ns, "dig", "@"+to, "-p", strconv.Itoa(int(port)),
-					"-b", from[to], "+noedns", "+time=5", "+tries=1", "+short", "web-0.nginx.default").CombinedOutput()
+					"-b", from[to], "+time=5", "+tries=1", "+short", "web-0.nginx.default").CombinedOutput()
 				if err != nil || strings.TrimSpace(string(out)) != "10.1.2.10" {
 					t.Errorf("dig @%s -b %s: %v\n%s", to, from[to], err, out)
 				}

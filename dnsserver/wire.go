@@ -148,8 +148,8 @@ type plainQuery struct {
 
 // parseQuery parses raw if it is a plain query: QUERY, one question of
 // class IN whose name has only letters, digits, hyphens and underscores,
-// and at most an OPT record of version 0 without options, and nothing
-// after. name is a buffer for the canonical name. ok is false for anything
+// and at most an OPT record of version 0 with at most cookies and padding,
+// and nothing after. name is a buffer for the canonical name. ok is false for anything
 // else.
 func parseQuery(raw []byte, name []byte) (q plainQuery, ok bool) {
 	if len(raw) < headerLen {
@@ -202,20 +202,41 @@ func parseQuery(raw []byte, name []byte) (q plainQuery, ok bool) {
 	q.size = dns.MinMsgSize
 	if binary.BigEndian.Uint16(counts[6:]) == 1 {
 		// An OPT record: root name, type, UDP size, extended rcode,
-		// version, flags, no options.
-		if off+11 != len(raw) || raw[off] != 0 || binary.BigEndian.Uint16(raw[off+1:]) != dns.TypeOPT ||
-			raw[off+6] != 0 || binary.BigEndian.Uint16(raw[off+9:]) != 0 {
+		// version, flags, and options that end the message.
+		if off+11 > len(raw) || raw[off] != 0 || binary.BigEndian.Uint16(raw[off+1:]) != dns.TypeOPT ||
+			raw[off+6] != 0 || off+11+int(binary.BigEndian.Uint16(raw[off+9:])) != len(raw) ||
+			!plainOptions(raw[off+11:]) {
 			return q, false
 		}
 		q.edns = true
 		q.size = min(max(int(binary.BigEndian.Uint16(raw[off+3:])), dns.MinMsgSize), MaxUDPSize)
 		q.do = binary.BigEndian.Uint16(raw[off+7:])&0x8000 != 0
-		off += 11
+		off = len(raw)
 	}
 	if off != len(raw) {
 		return q, false
 	}
 	return q, true
+}
+
+// plainOptions reports whether opts, the options of a query's OPT record,
+// are well framed and only cookies (RFC 7873) and padding (RFC 7830). The
+// reply does not depend on them: the server does not do cookies, and its
+// replies carry an OPT record of their own. Other options may not parse,
+// which the handler answers with FORMERR.
+func plainOptions(opts []byte) bool {
+	for off := 0; off < len(opts); {
+		if off+4 > len(opts) {
+			return false
+		}
+		code := binary.BigEndian.Uint16(opts[off:])
+		l := int(binary.BigEndian.Uint16(opts[off+2:]))
+		if code != dns.EDNS0COOKIE && code != dns.EDNS0PADDING || off+4+l > len(opts) {
+			return false
+		}
+		off += 4 + l
+	}
+	return true
 }
 
 // appendReply appends to dst the UDP reply to the plain query q with ID id

@@ -69,6 +69,14 @@ func TestFastReplyMatchesSlowPath(t *testing.T) {
 		{name: "ANY of an empty non-terminal", q: query("svc.cluster.local.", dns.TypeANY), fast: true},
 		{name: "EDNS", q: withEDNS(query(web0, dns.TypeA), 4096, false), fast: true, an: 1},
 		{name: "EDNS DO", q: withEDNS(query("_web._tcp.nginx.default.", dns.TypeSRV), 1232, true), fast: true, an: 2},
+		{name: "EDNS client cookie", q: with(withEDNS(query(web0, dns.TypeA), 1232, false), func(m *dns.Msg) {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+		}), fast: true, an: 1},
+		{name: "EDNS cookies and padding", q: with(withEDNS(query("nope.default.", dns.TypeA), 1232, true), func(m *dns.Msg) {
+			m.IsEdns0().Option = append(m.IsEdns0().Option,
+				&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708aabbccddeeff0011"},
+				&dns.EDNS0_PADDING{Padding: make([]byte, 40)})
+		}), fast: true, rcode: dns.RcodeNameError},
 		{name: "EDNS below minimum", q: withEDNS(query("nope.default.", dns.TypeA), 100, false), fast: true, rcode: dns.RcodeNameError},
 		{name: "RD clear, CD and AD set", q: with(query(web0, dns.TypeA), func(m *dns.Msg) {
 			m.RecursionDesired, m.CheckingDisabled, m.AuthenticatedData = false, true, true
@@ -88,8 +96,12 @@ func TestFastReplyMatchesSlowPath(t *testing.T) {
 		{name: "AXFR", q: query("cluster.local.", dns.TypeAXFR)},
 		{name: "IXFR", q: query("cluster.local.", dns.TypeIXFR)},
 		{name: "EDNS version 1", q: with(withEDNS(query(web0, dns.TypeA), 1232, false), func(m *dns.Msg) { m.IsEdns0().SetVersion(1) })},
-		{name: "EDNS option", q: with(withEDNS(query(web0, dns.TypeA), 1232, false), func(m *dns.Msg) {
-			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
+		{name: "EDNS other option", q: with(withEDNS(query(web0, dns.TypeA), 1232, false), func(m *dns.Msg) {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})
+		})},
+		{name: "EDNS cookie and other option", q: with(withEDNS(query(web0, dns.TypeA), 1232, false), func(m *dns.Msg) {
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"},
+				&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(192, 0, 2, 0)})
 		})},
 		{name: "escaped character", q: query(`web\.0.nginx.default.`, dns.TypeA)},
 		{name: "root", q: query(".", dns.TypeNS)},
