@@ -289,8 +289,35 @@ func New(cfg Config) (*Agent, error) {
 	a.metrics = newAgentMetrics(a)
 	if cv, ok := cfg.Volumes.(*ClaimVolumes); ok {
 		cv.metrics = a.metrics
+		cv.inUse = a.claimInUse
 	}
 	return a, nil
+}
+
+// claimInUse reports whether a pod assigned to this node, terminating
+// ones included, mounts the claim. Before the first assignment list
+// arrived every claim counts as in use.
+func (a *Agent) claimInUse(namespace, claim string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.running {
+		return true
+	}
+	for k, w := range a.workers {
+		if k.Namespace != namespace {
+			continue
+		}
+		pod := w.getDesired()
+		if pod == nil {
+			continue
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Ready is closed once the agent has registered its node, serves its API

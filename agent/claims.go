@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -137,6 +138,11 @@ func (c *ClaimVolumes) SyncClaims(ctx context.Context, claims []*corev1.Persiste
 	var errs []error
 	for _, pvc := range claims {
 		a, isAttached := attached[string(pvc.UID)]
+		if !isAttached && c.holdsStale(pvc) {
+			gen, _ := strconv.ParseUint(pvc.Annotations[AnnotationAttachedGeneration], 10, 64)
+			c.log.Info("clearing a hold this node no longer has", "claim", pvc.Namespace+"/"+pvc.Name, "gen", gen)
+			errs = append(errs, c.clearHolder(ctx, podKey{pvc.Namespace, pvc.Name}, gen))
+		}
 		switch {
 		case pvc.DeletionTimestamp != nil:
 			if c.deletesData(pvc) && !isAttached {
@@ -147,6 +153,15 @@ func (c *ClaimVolumes) SyncClaims(ctx context.Context, claims []*corev1.Persiste
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// holdsStale reports whether pvc names this node as its volume's holder
+// though the caller found nothing attached here and no pod assigned here
+// mounts it: a detach whose news did not reach the servers (they were
+// down, or the agent stopped in between). Such a hold would keep the
+// claim's ordinal from starting anywhere else.
+func (c *ClaimVolumes) holdsStale(pvc *corev1.PersistentVolumeClaim) bool {
+	return pvc.Annotations[AnnotationAttachedNode] == c.node && c.inUse != nil && !c.inUse(pvc.Namespace, pvc.Name)
 }
 
 // deletesData reports whether this node is to delete the data of a

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -368,6 +369,16 @@ type ClaimVolumes struct {
 	log     hclog.Logger
 	// metrics times attaches; nil observes nothing.
 	metrics *agentMetrics
+	// inUse reports whether a pod assigned to this node mounts the claim;
+	// nil counts every claim as in use.
+	inUse func(namespace, claim string) bool
+
+	mu sync.Mutex
+	// uncleared are the claims whose volume was detached here but whose
+	// holder could not be cleared from the claim yet, with the
+	// generation of the attachment: the next Unmount of the claim clears
+	// it, though nothing is attached here any more.
+	uncleared map[podKey]uint64
 }
 
 // newClaimVolumes returns the claim volumes of node, kept under
@@ -530,6 +541,14 @@ func (c *ClaimVolumes) Unmount(ctx context.Context, pod *corev1.Pod, claim strin
 			return err
 		}
 	}
+	// An earlier try detached the volume but could not tell the servers.
+	key := podKey{pod.Namespace, claim}
+	c.mu.Lock()
+	held, ok := c.uncleared[key]
+	c.mu.Unlock()
+	if ok && held <= gen {
+		return c.clearHolder(ctx, key, held)
+	}
 	return nil
 }
 
@@ -538,15 +557,38 @@ func (c *ClaimVolumes) detach(ctx context.Context, a volumes.Attachment) error {
 	if err := c.mgr.Detach(ctx, a.Volume); err != nil {
 		return err
 	}
+	return c.clearHolder(ctx, podKey{a.Volume.Namespace, a.Volume.Name}, a.Gen)
+}
+
+// clearHolder removes this node, holding the volume at generation gen,
+// from the claim named by key. Until that succeeds, the claim is
+// remembered in uncleared.
+func (c *ClaimVolumes) clearHolder(ctx context.Context, key podKey, gen uint64) error {
+	err := c.clearHolderOnce(ctx, key, gen)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if c.uncleared == nil {
+			c.uncleared = map[podKey]uint64{}
+		}
+		c.uncleared[key] = gen
+		return err
+	}
+	delete(c.uncleared, key)
+	return nil
+}
+
+func (c *ClaimVolumes) clearHolderOnce(ctx context.Context, key podKey, gen uint64) error {
+	a := key.String()
 	for range 5 {
-		pvc, err := c.claims.getClaim(ctx, a.Volume.Namespace, a.Volume.Name)
+		pvc, err := c.claims.getClaim(ctx, key.Namespace, key.Name)
 		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("clear attachment of claim %s: %w", a.Volume, err)
+			return fmt.Errorf("clear attachment of claim %s: %w", a, err)
 		}
-		next := detachedClaim(pvc, c.node, a.Gen)
+		next := detachedClaim(pvc, c.node, gen)
 		if next == nil {
 			return nil
 		}
@@ -555,10 +597,10 @@ func (c *ClaimVolumes) detach(ctx context.Context, a volumes.Attachment) error {
 		case err == nil, apierrors.IsNotFound(err), apierrors.IsForbidden(err):
 			return nil
 		case !apierrors.IsConflict(err):
-			return fmt.Errorf("clear attachment of claim %s: %w", a.Volume, err)
+			return fmt.Errorf("clear attachment of claim %s: %w", a, err)
 		}
 	}
-	return fmt.Errorf("clear attachment of claim %s: it keeps changing", a.Volume)
+	return fmt.Errorf("clear attachment of claim %s: it keeps changing", a)
 }
 
 // DetachUnused detaches the volumes attached here whose claims no pod in
