@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"reflect"
 	"sync"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
@@ -170,6 +171,29 @@ func (f *FSM) WaitForChange(ctx context.Context, k ChangeKey, after uint64) (uin
 		case <-ch:
 		case <-ctx.Done():
 			return f.View().Changed(k), ctx.Err()
+		}
+	}
+}
+
+// WaitForChanges is WaitForChange for several keys: it returns once any
+// of them passes after, with the highest index among them.
+func (f *FSM) WaitForChanges(ctx context.Context, keys []ChangeKey, after uint64) (uint64, error) {
+	cases := make([]reflect.SelectCase, len(keys)+1)
+	cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}
+	for {
+		for i, k := range keys {
+			cases[i+1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(f.waiters.channel(k.key))}
+		}
+		v := f.View()
+		var last uint64
+		for _, k := range keys {
+			last = max(last, v.Changed(k))
+		}
+		if last > after {
+			return last, nil
+		}
+		if chosen, _, _ := reflect.Select(cases); chosen == 0 {
+			return last, ctx.Err()
 		}
 	}
 }

@@ -156,3 +156,35 @@ func TestWaitForChange(t *testing.T) {
 		t.Fatal("a restore did not wake the services waiter")
 	}
 }
+
+// TestWaitForChanges: a wait on several kinds sleeps through the others
+// and wakes at the first change to any of its own.
+func TestWaitForChanges(t *testing.T) {
+	l := newFSMLog(t)
+	if r := l.apply(raftstore.Txn{Ops: []raftstore.Op{put(t, namespace("default"))}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	after := l.fsm.View().Index()
+	done := make(chan uint64, 1)
+	go func() {
+		idx, _ := l.fsm.WaitForChanges(context.Background(), []raftstore.ChangeKey{raftstore.KindChanges(raftstore.Services), raftstore.KindChanges(raftstore.Nodes)}, after)
+		done <- idx
+	}()
+	l.apply(raftstore.Txn{Ops: []raftstore.Op{put(t, boundPod("default", "a", "n1"))}})
+	l.apply(raftstore.Txn{Ops: []raftstore.Op{put(t, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})}})
+	want := l.fsm.View().Index()
+	select {
+	case got := <-done:
+		if got != want {
+			t.Errorf("woke at %d, want %d: the node's commit, not the pod's", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a node change did not wake a wait on services and nodes")
+	}
+	// A context that ends stops the wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.fsm.WaitForChanges(ctx, []raftstore.ChangeKey{raftstore.KindChanges(raftstore.Services)}, want); err == nil {
+		t.Error("a cancelled wait returned no error")
+	}
+}

@@ -437,6 +437,20 @@ func (s *Store) WaitForChange(ctx context.Context, k ChangeKey, after uint64) (u
 	return idx, err
 }
 
+// WaitForChanges is WaitForChange for several keys: it returns once any
+// of them passes after.
+func (s *Store) WaitForChanges(ctx context.Context, keys []ChangeKey, after uint64) (uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	idx, err := s.fsm.WaitForChanges(ctx, keys, after)
+	if err != nil && s.ctx.Err() != nil {
+		return idx, ErrShutdown
+	}
+	return idx, err
+}
+
 // Apply commits txn through the leader's log and returns the log index
 // at which it applied (the resourceVersion of every object it put). A
 // *TxnError comes with the index of the entry that was refused. ctx

@@ -26,6 +26,8 @@ import (
 type Store interface {
 	View() *raftstore.View
 	WaitForIndex(ctx context.Context, after uint64) (uint64, error)
+	// WaitForChanges returns once one of keys changed past after.
+	WaitForChanges(ctx context.Context, keys []raftstore.ChangeKey, after uint64) (uint64, error)
 	Apply(ctx context.Context, txn raftstore.Txn) (uint64, error)
 	// Barrier returns once every entry committed before it is applied, so
 	// that a new leader decides from the whole committed state.
@@ -110,7 +112,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		timer := c.clock.After(next)
 		changed := make(chan struct{})
 		go func() {
-			if _, err := c.store.WaitForIndex(wctx, index); err == nil {
+			if _, err := c.store.WaitForChanges(wctx, controllerInputs, index); err == nil {
 				close(changed)
 			}
 		}()
@@ -123,6 +125,17 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
+}
+
+// controllerInputs are the kinds a sync decides from. A commit of
+// anything else (events, services, tokens) does not start one; events
+// are collected on the idle syncs.
+var controllerInputs = []raftstore.ChangeKey{
+	raftstore.KindChanges(raftstore.StatefulSets),
+	raftstore.KindChanges(raftstore.Pods),
+	raftstore.KindChanges(raftstore.PersistentVolumeClaims),
+	raftstore.KindChanges(raftstore.ControllerRevisions),
+	raftstore.KindChanges(raftstore.Nodes),
 }
 
 // SyncOnce syncs every StatefulSet once against the current state and
