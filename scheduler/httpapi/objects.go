@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -140,9 +139,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	out := api.List{Items: []json.RawMessage{}}
-	out.APIVersion, out.Kind = "v1", "List"
-	out.ResourceVersion = strconv.FormatUint(v.Index(), 10)
+	var out [][]byte
 	for _, o := range items(v) {
 		if ns != "" && o.GetNamespace() != ns {
 			continue
@@ -150,14 +147,14 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		if !sel.Matches(labels.Set(o.GetLabels())) || !fields.Matches(objectFields(o)) {
 			continue
 		}
-		data, err := json.Marshal(o)
+		data, err := s.encoded.encode(kind, o)
 		if err != nil {
 			s.fail(w, err)
 			return
 		}
-		out.Items = append(out.Items, data)
+		out = append(out, data)
 	}
-	writeJSON(w, http.StatusOK, v.Index(), out)
+	writeList(w, v.Index(), out)
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {

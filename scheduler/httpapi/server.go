@@ -72,6 +72,8 @@ type Server struct {
 	cfg Config
 	log hclog.Logger
 	mux *http.ServeMux
+	// encoded keeps the JSON of the objects lists answer with.
+	encoded encodeCache
 }
 
 // New returns the API handler for one server.
