@@ -538,6 +538,8 @@ type e2eSet struct {
 	Image string
 	// Service is the governing service's name; the set's name when empty.
 	Service string
+	// ProbeDelay is the readiness probe's initialDelaySeconds.
+	ProbeDelay int32
 }
 
 // object returns the set: readiness probe on /ready every second, failing
@@ -574,10 +576,11 @@ func (s e2eSet) object() *appsv1.StatefulSet {
 						Env:   env,
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}},
-							PeriodSeconds:    1,
-							FailureThreshold: 1,
-							SuccessThreshold: 1,
+							ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}},
+							InitialDelaySeconds: s.ProbeDelay,
+							PeriodSeconds:       1,
+							FailureThreshold:    1,
+							SuccessThreshold:    1,
 							// A loaded machine must not turn a slow answer
 							// into a readiness flap.
 							TimeoutSeconds: 3,
