@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,24 +81,6 @@ spec:
           storage: 1Gi
 `
 
-// lockedBuffer collects a process's output written from two streams.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestDevRunsPods runs `stead dev` with its agent, builds and imports the
 // example's image with `stead image`, applies a set of the example's shape,
 // and reaches its pods from the host, from each other by name, through
@@ -123,7 +104,7 @@ func TestDevRunsPods(t *testing.T) {
 	cluster := fmt.Sprintf("10.249.%d.0/24", b[0])
 	bridge := "stc" + suffix
 
-	var log lockedBuffer
+	var log e2eLog
 	dev := exec.Command(bin, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", httpAddr, "--raft-addr", raftAddr,
 		"--agent-addr", agentAddr, "--dns-addr", dnsAddr, "--cluster-cidr", cluster, "--bridge", bridge,
 		"--cni-network", "stead-cli-"+suffix, "--netns-dir", filepath.Join(dir, "netns"))

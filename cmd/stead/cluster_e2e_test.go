@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,30 +22,11 @@ import (
 	"github.com/stead-io/stead/api"
 )
 
-// syncBuffer is a bytes.Buffer that a process writes to while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // serverProc is one `stead server` process of a test cluster.
 type serverProc struct {
 	id, dataDir, httpAddr, raftAddr string
 	cmd                             *exec.Cmd
-	log                             *syncBuffer
+	log                             *e2eLog
 	exited                          chan struct{} // closed when the process has exited
 	err                             error         // its exit status, once exited
 }
@@ -56,7 +35,7 @@ type serverProc struct {
 // process is killed when the test ends.
 func (p *serverProc) start(t *testing.T, bin string, args ...string) {
 	t.Helper()
-	p.log = &syncBuffer{}
+	p.log = &e2eLog{}
 	p.cmd = exec.Command(bin, append([]string{"server", "--node-id", p.id, "--data-dir", p.dataDir,
 		"--http-addr", p.httpAddr, "--raft-addr", p.raftAddr}, args...)...)
 	// Three servers share a small machine.
