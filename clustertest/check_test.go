@@ -376,18 +376,6 @@ func TestCutRules(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{
-		`/tmp/a\040b/c`: "/tmp/a b/c",
-		`/plain`:        "/plain",
-		`/tab\011x`:     "/tab\tx",
-	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestElectionsWon(t *testing.T) {
 	logs := map[string]string{
 		"s1": "x [INFO]  stead.raft.raft: election won: term=2 tally=2\ny [INFO]  stead.raft.raft: entering leader state\n" +

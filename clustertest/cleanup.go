@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stead-io/stead/agent/watchdog"
+	"github.com/stead-io/stead/volumes"
 )
 
 // cleanup removes everything the cluster made: processes (servers,
@@ -230,53 +229,10 @@ func (c *Cluster) killLeftovers(within time.Duration) []int {
 	}
 }
 
-// mountsUnder lists the mount points under dir, deepest first.
-func mountsUnder(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // unmountUnder detaches every mount under dir (and dir itself).
 func unmountUnder(dir string) error {
 	for range 5 {
-		mps, err := mountsUnder(dir)
+		mps, err := volumes.MountsUnder(dir)
 		if err != nil {
 			return err
 		}
@@ -289,7 +245,7 @@ func unmountUnder(dir string) error {
 			}
 		}
 	}
-	mps, _ := mountsUnder(dir)
+	mps, _ := volumes.MountsUnder(dir)
 	if len(mps) > 0 {
 		return fmt.Errorf("still mounted: %v", mps)
 	}

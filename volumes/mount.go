@@ -1,14 +1,13 @@
 package volumes
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,59 +18,18 @@ type mountEntry struct {
 	Source     string
 }
 
-// mountInfoPath is read by mounts; tests never change it.
-const mountInfoPath = "/proc/self/mountinfo"
-
-// mounts lists the mounts of this process's mount namespace.
+// mounts lists the mounts of this process's mount namespace, in the
+// order of /proc/self/mountinfo.
 func mounts() ([]mountEntry, error) {
-	f, err := os.Open(mountInfoPath)
+	infos, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i := 6; i < len(fields); i++ {
-			if fields[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) {
-			continue
-		}
-		out = append(out, mountEntry{
-			Mountpoint: unescapeMountField(fields[4]),
-			FSType:     fields[sep+1],
-			Source:     unescapeMountField(fields[sep+2]),
-		})
+	out := make([]mountEntry, 0, len(infos))
+	for _, m := range infos {
+		out = append(out, mountEntry{Mountpoint: m.Mountpoint, FSType: m.FSType, Source: m.Source})
 	}
-	return out, sc.Err()
-}
-
-// unescapeMountField undoes the kernel's octal escapes (\040 for a space,
-// \011, \012, \134) in mountinfo fields.
-func unescapeMountField(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // mountAt returns the topmost mount at path, if any.
@@ -145,15 +103,13 @@ func Unmount(target string) error {
 // mount namespace, deepest first, so that unmounting them in order never
 // meets a busy parent.
 func MountsUnder(dir string) ([]string, error) {
-	ms, err := mounts()
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, m := range ms {
-		if m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/") {
-			out = append(out, m.Mountpoint)
-		}
+	out := make([]string, 0, len(infos))
+	for _, m := range infos {
+		out = append(out, m.Mountpoint)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out, nil

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // LeaveFreezer moves this process to the root cgroup of the cgroup v1
@@ -63,44 +65,18 @@ func v1Cgroup(procCgroup []byte, controller string) (string, bool) {
 }
 
 // v1Mount finds where the v1 hierarchy of controller is mounted, from
-// /proc/PID/mountinfo.
-func v1Mount(mountinfo []byte, controller string) (string, bool) {
-	sc := bufio.NewScanner(bytes.NewReader(mountinfo))
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
-			continue
-		}
-		for _, o := range strings.Split(g[2], ",") {
-			if o == controller {
-				return unescapeMount(f[4]), true
-			}
+// the text of /proc/PID/mountinfo.
+func v1Mount(mi []byte, controller string) (string, bool) {
+	ms, err := mountinfo.GetMountsFromReader(bytes.NewReader(mi), mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		return "", false
+	}
+	for _, m := range ms {
+		if slices.Contains(strings.Split(m.VFSOptions, ","), controller) {
+			return m.Mountpoint, true
 		}
 	}
 	return "", false
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // ProtectFromOOMKiller sets this process's oom_score_adj to -1000, so that

@@ -10,7 +10,6 @@
 package containerdtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -21,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +32,7 @@ import (
 
 	"github.com/stead-io/stead/agent/containerd"
 	"github.com/stead-io/stead/agent/image"
+	"github.com/stead-io/stead/volumes"
 )
 
 // Daemon is a running private containerd.
@@ -189,46 +188,11 @@ func shimPids(socket string) []int {
 }
 
 // MountsUnder returns the mount points at or under dir in this process's
-// mount namespace, deepest first (the order to unmount them).
+// mount namespace, deepest first (the order to unmount them); none when
+// mountinfo cannot be read.
 func MountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	mps, _ := volumes.MountsUnder(dir)
+	return mps
 }
 
 // StubTag is the name StubImage gives the test image.

@@ -11,15 +11,14 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 func main() {
@@ -56,25 +55,16 @@ func fail(err error) {
 // mountRoot returns the root, within its filesystem, of the last mount at
 // mountPoint listed in a mountinfo file.
 func mountRoot(r io.Reader, mountPoint string) (string, error) {
-	root := ""
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			continue
-		}
-		if unescape(f[4]) == mountPoint {
-			root = unescape(f[3])
-		}
-	}
-	if err := sc.Err(); err != nil {
+	ms, err := mountinfo.GetMountsFromReader(r, func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != mountPoint, false
+	})
+	if err != nil {
 		return "", err
 	}
-	if root == "" {
+	if len(ms) == 0 {
 		return "", fmt.Errorf("nothing is mounted at %s", mountPoint)
 	}
-	return root, nil
+	return ms[len(ms)-1].Root, nil
 }
 
 // controlDir maps the root of a claim's data mount, /<uid>/data, to the
@@ -86,20 +76,4 @@ func controlDir(shared, root string) (string, error) {
 		return "", errors.New("the data mount's root " + root + " is not /<uid>/data on the shared filesystem")
 	}
 	return path.Join(shared, uid, "control"), nil
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

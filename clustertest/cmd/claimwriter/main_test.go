@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-const mountinfo = `1279 1100 0:150 / / rw,relatime - overlay overlay rw,lowerdir=/x
+const sampleMountinfo = `1279 1100 0:150 / / rw,relatime - overlay overlay rw,lowerdir=/x
 1290 1279 0:41 / /shared rw,relatime - tmpfs tmpfs rw,size=65536k
 1291 1279 0:41 /3f2a-uid/data /data rw,relatime - tmpfs tmpfs rw,size=65536k
 1292 1279 0:41 /with\040space/data /spaced rw,relatime - tmpfs tmpfs rw
@@ -21,7 +21,7 @@ func TestMountRoot(t *testing.T) {
 		{"/missing", "", "nothing is mounted at /missing"},
 	}
 	for _, tt := range tests {
-		got, err := mountRoot(strings.NewReader(mountinfo), tt.point)
+		got, err := mountRoot(strings.NewReader(sampleMountinfo), tt.point)
 		if got != tt.want || errString(err) != tt.err {
 			t.Errorf("mountRoot(%s) = %q, %v; want %q, %q", tt.point, got, err, tt.want, tt.err)
 		}
