@@ -262,15 +262,7 @@ func TestControllerBindsPodsWithAGeneration(t *testing.T) {
 		t.Fatalf("web-0 without nodes: node %q condition %+v", pod.Spec.NodeName, sched)
 	}
 
-	for _, name := range []string{"node-a", "node-b"} {
-		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{
-			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
-			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceMust("2"), corev1.ResourceMemory: resourceMust("4Gi"), corev1.ResourcePods: resourceMust("110")},
-		}}
-		stampNew(n, clock.now)
-		op, _ := PutOp(raftstore.Nodes, n, 0)
-		raftstoretest.Apply(t, store, op)
-	}
+	storeReadyNodes(t, store, clock, "node-a", "node-b")
 	if _, err := c.SyncOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -294,13 +286,10 @@ func TestControllerBindsPodsWithAGeneration(t *testing.T) {
 
 func resourceMust(s string) resource.Quantity { return resource.MustParse(s) }
 
-func TestControllerFailsOverAfterTheFenceMargin(t *testing.T) {
-	store := raftstoretest.NewStore(t)
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	leases := NewLeases(clock, 8*time.Second)
-	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock, Leases: leases, FenceMargin: 4 * time.Second})
-	ctx := context.Background()
-	for _, name := range []string{"node-a", "node-b"} {
+// storeReadyNodes stores Ready nodes of 2 CPUs, 4Gi and 110 pods each.
+func storeReadyNodes(t *testing.T, store *raftstore.Store, clock *fakeClock, names ...string) {
+	t.Helper()
+	for _, name := range names {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{
 			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
 			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceMust("2"), corev1.ResourceMemory: resourceMust("4Gi"), corev1.ResourcePods: resourceMust("110")},
@@ -309,6 +298,15 @@ func TestControllerFailsOverAfterTheFenceMargin(t *testing.T) {
 		op, _ := PutOp(raftstore.Nodes, n, 0)
 		raftstoretest.Apply(t, store, op)
 	}
+}
+
+func TestControllerFailsOverAfterTheFenceMargin(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	leases := NewLeases(clock, 8*time.Second)
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock, Leases: leases, FenceMargin: 4 * time.Second})
+	ctx := context.Background()
+	storeReadyNodes(t, store, clock, "node-a", "node-b")
 	storeSet(t, store, clock)
 	sync := func() {
 		t.Helper()
@@ -364,15 +362,7 @@ func TestControllerCreatesPodsBound(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock})
 	ctx := context.Background()
-	for _, name := range []string{"node-a", "node-b"} {
-		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{
-			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
-			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resourceMust("2"), corev1.ResourceMemory: resourceMust("4Gi"), corev1.ResourcePods: resourceMust("110")},
-		}}
-		stampNew(n, clock.now)
-		op, _ := PutOp(raftstore.Nodes, n, 0)
-		raftstoretest.Apply(t, store, op)
-	}
+	storeReadyNodes(t, store, clock, "node-a", "node-b")
 	objs, err := api.DecodeManifests([]byte(strings.Replace(controllerSetYAML, "replicas: 2", "replicas: 3\n  podManagementPolicy: Parallel", 1)))
 	if err != nil {
 		t.Fatal(err)
