@@ -114,12 +114,18 @@ type ChangeKey struct{ key string }
 // KindChanges is the change key of every object of kind.
 func KindChanges(kind Kind) ChangeKey { return ChangeKey{string(kindChangeKey(kind))} }
 
-// PodChangesOn is the change key of the pods bound to node.
+// PodChangesOn is the change key of the pods bound to node, before or
+// after a change: a pod bound, changed, unbound or deleted.
 func PodChangesOn(node string) ChangeKey { return ChangeKey{string(nodeChangeKey(node))} }
 
-// Changed returns the log index of the last change k names: LastChange
-// or LastPodChangeOn.
-func (v *View) Changed(k ChangeKey) uint64 { return v.lastChange([]byte(k.key)) }
+// Changed returns the log index of the last change k names: at most
+// Index, and 0 if nothing it names changed since the store began (or
+// the index of the snapshot the state was restored from). A blocking
+// query waits until it passes the caller's index.
+func (v *View) Changed(k ChangeKey) uint64 {
+	i, _ := v.idx.changes.Get([]byte(k.key))
+	return max(i, v.idx.floor)
+}
 
 // changeWaiters wakes the goroutines waiting on a change key when a
 // transaction moves it, and no others: a commit that binds one pod wakes
@@ -196,26 +202,6 @@ func (f *FSM) WaitForChanges(ctx context.Context, keys []ChangeKey, after uint64
 			return last, ctx.Err()
 		}
 	}
-}
-
-// LastChange returns the log index of the last change to an object of
-// kind: at most Index, and 0 if none changed since the store began. A
-// blocking query on kind waits until it passes the caller's index.
-func (v *View) LastChange(kind Kind) uint64 {
-	return v.lastChange(kindChangeKey(kind))
-}
-
-// LastPodChangeOn returns the log index of the last change to a pod bound
-// to node, before or after the change: a pod bound, changed, unbound or
-// deleted. A blocking query on the pods of one node waits until it passes
-// the caller's index.
-func (v *View) LastPodChangeOn(node string) uint64 {
-	return v.lastChange(nodeChangeKey(node))
-}
-
-func (v *View) lastChange(key []byte) uint64 {
-	i, _ := v.idx.changes.Get(key)
-	return max(i, v.idx.floor)
 }
 
 // PodsOn returns the pods bound to node ("" for the pods bound to none),

@@ -32,8 +32,8 @@ func TestChangeIndexes(t *testing.T) {
 	check := func(step string, w want) {
 		t.Helper()
 		v := l.fsm.View()
-		got := want{v.LastChange(raftstore.Pods), v.LastChange(raftstore.Nodes),
-			v.LastPodChangeOn("n1"), v.LastPodChangeOn("n2"), v.LastPodChangeOn("")}
+		got := want{v.Changed(raftstore.KindChanges(raftstore.Pods)), v.Changed(raftstore.KindChanges(raftstore.Nodes)),
+			v.Changed(raftstore.PodChangesOn("n1")), v.Changed(raftstore.PodChangesOn("n2")), v.Changed(raftstore.PodChangesOn(""))}
 		if got != w {
 			t.Errorf("after %s: pods, nodes, n1, n2, unbound changed at %+v, want %+v", step, got, w)
 		}
@@ -69,7 +69,8 @@ func TestChangeIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := b.View()
-	for _, got := range []uint64{v.LastChange(raftstore.Pods), v.LastChange(raftstore.Services), v.LastPodChangeOn("n1"), v.LastPodChangeOn("n9")} {
+	for _, k := range []raftstore.ChangeKey{raftstore.KindChanges(raftstore.Pods), raftstore.KindChanges(raftstore.Services), raftstore.PodChangesOn("n1"), raftstore.PodChangesOn("n9")} {
+		got := v.Changed(k)
 		if got != 7 {
 			t.Errorf("restored at 7: a change index is %d, want 7", got)
 		}

@@ -410,11 +410,17 @@ func (s *Store) View() *View { return s.fsm.View() }
 //
 //	if v := s.View(); v.Index() <= seen { s.WaitForIndex(ctx, seen) }
 func (s *Store) WaitForIndex(ctx context.Context, after uint64) (uint64, error) {
+	return s.wait(ctx, func(ctx context.Context) (uint64, error) { return s.fsm.WaitForIndex(ctx, after) })
+}
+
+// wait runs one of the FSM's waits, ended early by the store's shutdown,
+// which it reports as ErrShutdown.
+func (s *Store) wait(ctx context.Context, w func(context.Context) (uint64, error)) (uint64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
-	idx, err := s.fsm.WaitForIndex(ctx, after)
+	idx, err := w(ctx)
 	if err != nil && s.ctx.Err() != nil {
 		return idx, ErrShutdown
 	}
@@ -426,29 +432,13 @@ func (s *Store) WaitForIndex(ctx context.Context, after uint64) (uint64, error) 
 // sleeps through commits that do not move k. It returns ctx's error if
 // ctx ends first, and ErrShutdown once the store is shut down.
 func (s *Store) WaitForChange(ctx context.Context, k ChangeKey, after uint64) (uint64, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel)
-	defer stop()
-	idx, err := s.fsm.WaitForChange(ctx, k, after)
-	if err != nil && s.ctx.Err() != nil {
-		return idx, ErrShutdown
-	}
-	return idx, err
+	return s.wait(ctx, func(ctx context.Context) (uint64, error) { return s.fsm.WaitForChange(ctx, k, after) })
 }
 
 // WaitForChanges is WaitForChange for several keys: it returns once any
 // of them passes after.
 func (s *Store) WaitForChanges(ctx context.Context, keys []ChangeKey, after uint64) (uint64, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel)
-	defer stop()
-	idx, err := s.fsm.WaitForChanges(ctx, keys, after)
-	if err != nil && s.ctx.Err() != nil {
-		return idx, ErrShutdown
-	}
-	return idx, err
+	return s.wait(ctx, func(ctx context.Context) (uint64, error) { return s.fsm.WaitForChanges(ctx, keys, after) })
 }
 
 // Apply commits txn through the leader's log and returns the log index
