@@ -17,22 +17,10 @@ import (
 // log index that commits it. Pods that fit nowhere get PodScheduled=False
 // with the scheduler's reason, as kubectl describe shows it.
 func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time) error {
-	var in PlaceInput
-	pods := map[types.NamespacedName]*corev1.Pod{}
-	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "") {
-		switch {
-		case p.Spec.NodeName != "":
-			in.Pods = append(in.Pods, p)
-		case p.DeletionTimestamp == nil:
-			in.Pending = append(in.Pending, p)
-			pods[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = p
-		}
-	}
+	in, pods := placeInput(v)
 	if len(in.Pending) == 0 {
 		return nil
 	}
-	in.Nodes = raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "")
-	in.Claims = raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "")
 	res := Place(in)
 
 	// A claim's volume is used by one node at a time: a pod whose claim is
@@ -102,15 +90,16 @@ func (c *Controller) place(ctx context.Context, v *raftstore.View, now time.Time
 // bindAtCreation places the pods the plans are about to create, and sets
 // each one it can place on its node, so that the pod is created bound in
 // its set's transaction instead of being created, then bound by a second
-// commit. It places them as place does, with what the view binds already
-// counted, and leaves Pending (for place, once they exist) the pods it
-// cannot place and those whose binding needs more than the pod itself: a
-// claim that does not exist yet, is attached to another node or would
-// change with the binding.
+// commit. They are placed together with the pods already Pending, in
+// Place's order, as place would place them all: a new pod takes no room
+// that a Pending pod placed before it would get.
+// It leaves Pending (for place, once they exist) the pods it cannot place
+// and those whose binding needs more than the pod itself: a claim that
+// does not exist yet, is attached to another node or would change with
+// the binding.
 func (c *Controller) bindAtCreation(v *raftstore.View, plans []planCommit, now time.Time) {
-	claimList := raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "")
-	claims := IndexClaims(claimList)
-	in := PlaceInput{Claims: claimList}
+	in, _ := placeInput(v)
+	claims := IndexClaims(in.Claims)
 	created := map[types.NamespacedName]*corev1.Pod{}
 	for _, pc := range plans {
 		for _, p := range pc.plan.CreatePods {
@@ -121,24 +110,37 @@ func (c *Controller) bindAtCreation(v *raftstore.View, plans []planCommit, now t
 			created[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = p
 		}
 	}
-	if len(in.Pending) == 0 {
+	if len(created) == 0 {
 		return
 	}
-	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "") {
-		if p.Spec.NodeName != "" {
-			in.Pods = append(in.Pods, p)
-		}
-	}
-	in.Nodes = raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "")
 	fenced := c.nodeFenced(in.Nodes)
 	for _, a := range Place(in).Assignments {
 		pod := created[a.Pod]
-		if HeldElsewhere(pod, a.Node, claims, fenced) != "" || len(BoundClaims(pod, a.Node, claims, fenced)) > 0 {
+		if pod == nil || HeldElsewhere(pod, a.Node, claims, fenced) != "" || len(BoundClaims(pod, a.Node, claims, fenced)) > 0 {
 			continue
 		}
 		pod.Spec.NodeName = a.Node
 		setPodCondition(pod, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, now)
 	}
+}
+
+// placeInput is what Place decides from in v: the pods bound to a node,
+// those waiting for one (indexed by name in pending), the nodes and the
+// claims.
+func placeInput(v *raftstore.View) (in PlaceInput, pending map[types.NamespacedName]*corev1.Pod) {
+	pending = map[types.NamespacedName]*corev1.Pod{}
+	for _, p := range raftstore.ListOf[*corev1.Pod](v, raftstore.Pods, "") {
+		switch {
+		case p.Spec.NodeName != "":
+			in.Pods = append(in.Pods, p)
+		case p.DeletionTimestamp == nil:
+			in.Pending = append(in.Pending, p)
+			pending[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = p
+		}
+	}
+	in.Nodes = raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "")
+	in.Claims = raftstore.ListOf[*corev1.PersistentVolumeClaim](v, raftstore.PersistentVolumeClaims, "")
+	return in, pending
 }
 
 // claimsExist reports whether every claim pod mounts is in claims and not

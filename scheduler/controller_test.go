@@ -394,3 +394,40 @@ func TestControllerCreatesPodsBound(t *testing.T) {
 		t.Errorf("pods %s, want %s", strings.Join(got, ","), want)
 	}
 }
+
+// TestControllerCreatesPodsBoundAfterPendingOnes: a Pending pod that Place
+// orders first keeps its claim on the room a new pod would take.
+func TestControllerCreatesPodsBoundAfterPendingOnes(t *testing.T) {
+	store := raftstoretest.NewStore(t)
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock})
+	storeReadyNodes(t, store, clock, "node-a") // 2 CPUs
+	needs2 := corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resourceMust("2")}}
+	solo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "solo"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x", Resources: needs2}}}}
+	stampNew(solo, clock.now)
+	op, _ := PutOp(raftstore.Pods, solo, 0)
+	raftstoretest.Apply(t, store, op)
+
+	objs, err := api.DecodeManifests([]byte(strings.Replace(controllerSetYAML, "replicas: 2", "replicas: 1\n  podManagementPolicy: Parallel", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := objs[0].(*appsv1.StatefulSet)
+	set.Spec.VolumeClaimTemplates = nil
+	set.Spec.Template.Spec.Containers[0].VolumeMounts = nil
+	set.Spec.Template.Spec.Containers[0].Resources = needs2
+	stampNew(set, clock.now)
+	op, _ = PutOp(raftstore.StatefulSets, set, 0)
+	raftstoretest.Apply(t, store, op)
+	if _, err := c.SyncOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range raftstore.ListOf[*corev1.Pod](store.View(), raftstore.Pods, "default") {
+		got = append(got, p.Name+"@"+p.Spec.NodeName)
+	}
+	if want := "solo@node-a,web-0@"; strings.Join(got, ",") != want {
+		t.Errorf("pods %s, want %s: the Pending pod placed first, the new one waiting", strings.Join(got, ","), want)
+	}
+}
