@@ -56,7 +56,7 @@ func (a *Agent) startDNS(ctx context.Context, bg *sync.WaitGroup) (*dnsService, 
 }
 
 // watchZone rebuilds the DNS zone from the servers' state each time its
-// index moves.
+// pods, services or namespaces change.
 func (a *Agent) watchZone(ctx context.Context, srv *dnsserver.Server) {
 	var index uint64
 	backoff := time.Second

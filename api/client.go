@@ -109,8 +109,9 @@ type ListOptions struct {
 	// FieldSelector selects by metadata.name, metadata.namespace,
 	// spec.nodeName or status.phase: "spec.nodeName=node-a".
 	FieldSelector string
-	// Index, when non-zero, makes the call block until the state index
-	// passes it or Wait elapses (a blocking query).
+	// Index, when non-zero, makes the call block until what the list
+	// reads (its kind, or with FieldSelector spec.nodeName=N that node's
+	// pods) changed past it, or Wait elapses (a blocking query).
 	Index uint64
 	// Wait bounds a blocking query; the server caps it.
 	Wait time.Duration
