@@ -58,18 +58,7 @@ func TestT3KillAgent(tt *testing.T) {
 // runs nothing stale. It runs with claim volumes, whose fence marker is a
 // second line of defence, and with hostPath volumes, where the self-fence
 // stands alone (DESIGN invariant 1 holds for any pod).
-func TestT4PauseAgent(tt *testing.T) {
-	for _, claims := range []bool{claimVolumes, hostPathVolumes} {
-		tt.Run(volumeKind(claims), func(tt *testing.T) {
-			t := newChecked(tt)
-			c, w, h, stop := setup(t, claims)
-			checkWatchdogs(t, c, c.Agents()...)
-			victim, _ := busiestAgent(c)
-			isolateAgent(t, c, w, victim, 3*leaseTTL, true)
-			verify(t, c, w, h, stop)
-		})
-	}
-}
+func TestT4PauseAgent(tt *testing.T) { isolateBusiestAgent(tt, true) }
 
 // TestT8PartitionAgent cuts the agent that runs most ordinals off from
 // every server (nft) for three leases: it fences itself, its ordinals move
@@ -78,14 +67,19 @@ func TestT4PauseAgent(tt *testing.T) {
 // the killed container, so that an agent that restarts what its watchdog
 // killed while its lease is out is caught. With claim volumes and with
 // hostPath ones, as T4.
-func TestT8PartitionAgent(tt *testing.T) {
+func TestT8PartitionAgent(tt *testing.T) { isolateBusiestAgent(tt, false) }
+
+// isolateBusiestAgent is T4 (pause) or T8 (partition) with claim volumes,
+// then with hostPath ones: the agent that runs most ordinals is cut off for
+// three leases, then comes back.
+func isolateBusiestAgent(tt *testing.T, pause bool) {
 	for _, claims := range []bool{claimVolumes, hostPathVolumes} {
 		tt.Run(volumeKind(claims), func(tt *testing.T) {
 			t := newChecked(tt)
 			c, w, h, stop := setup(t, claims)
 			checkWatchdogs(t, c, c.Agents()...)
 			victim, _ := busiestAgent(c)
-			isolateAgent(t, c, w, victim, 3*leaseTTL, false)
+			isolateAgent(t, c, w, victim, 3*leaseTTL, pause)
 			verify(t, c, w, h, stop)
 		})
 	}
