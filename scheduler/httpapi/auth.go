@@ -90,9 +90,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if id, ok := api.PeerIdentity(r.TLS); ok {
 		caller.Cert = &id
 	}
-	tok, authn := acl.Authenticate(r.Header.Get("Authorization"), func(id string) (*api.Token, bool) {
-		return raftstore.GetOf[*api.Token](v, raftstore.Tokens, "", id)
-	})
+	tok, authn, unknown := authenticate(v, r)
 	caller.Token = tok
 
 	// Limit by token; without a valid one by source address, so that
@@ -119,6 +117,10 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if g.sec.ACL && unknown && !s.cfg.Store.IsLeader() {
+		v, tok, authn = g.awaitToken(r)
+		caller.Token = tok
+	}
 	if g.sec.ACL && !authn.Allowed() {
 		g.refuse(w, r, authn)
 		return
@@ -144,6 +146,44 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)))
+}
+
+// tokenCatchUp bounds how long a follower waits for a token it does not
+// know to reach its replica before it refuses the request.
+const tokenCatchUp = 2 * time.Second
+
+// authenticate checks r's token against the state in v. unknown says the
+// token's ID is not in v at all: the one refusal a lagging replica can
+// get wrong, as a token just created is acknowledged once the leader has
+// it, before every follower does.
+func authenticate(v *raftstore.View, r *http.Request) (tok *api.Token, d acl.Decision, unknown bool) {
+	tok, d = acl.Authenticate(r.Header.Get("Authorization"), func(id string) (*api.Token, bool) {
+		t, ok := raftstore.GetOf[*api.Token](v, raftstore.Tokens, "", id)
+		unknown = !ok
+		return t, ok
+	})
+	return tok, d, unknown && !d.Allowed()
+}
+
+// awaitToken authenticates r again each time the tokens change in this
+// follower's replica, for up to tokenCatchUp, so that a client that
+// creates a token through the leader and uses it at once on a follower is
+// not refused. It returns the last view it checked and its decision.
+// Guessing tokens gains nothing from it: the rate limit by address has
+// been charged before the wait, and an unknown token is still refused.
+func (g *guard) awaitToken(r *http.Request) (*raftstore.View, *api.Token, acl.Decision) {
+	ctx, cancel := context.WithTimeout(r.Context(), tokenCatchUp)
+	defer cancel()
+	for {
+		v := g.s.cfg.Store.View()
+		tok, d, unknown := authenticate(v, r)
+		if !unknown {
+			return v, tok, d
+		}
+		if _, err := g.s.cfg.Store.WaitForChange(ctx, raftstore.KindChanges(raftstore.Tokens), v.Changed(raftstore.KindChanges(raftstore.Tokens))); err != nil {
+			return v, tok, d
+		}
+	}
 }
 
 // refuse answers a request the checks refused, and logs who tried what.

@@ -2,8 +2,11 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stead-io/stead/acl"
 	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/raftstore"
 )
@@ -31,8 +35,9 @@ type timeouts struct{ heartbeat, election time.Duration }
 
 // startNet starts a cluster of the named servers, bootstrapped together,
 // waits for a leader, records every server's HTTP address and returns
-// the servers and the leader.
-func startNet(t *testing.T, ids []string, timers map[string]timeouts) ([]*netServer, *netServer) {
+// the servers and the leader. With sec, each serves its API behind
+// those checks.
+func startNet(t *testing.T, ids []string, timers map[string]timeouts, sec *Security) ([]*netServer, *netServer) {
 	t.Helper()
 	var members []raftstore.Member
 	servers := make([]*netServer, len(ids))
@@ -59,7 +64,11 @@ func startNet(t *testing.T, ids []string, timers map[string]timeouts) ([]*netSer
 			t.Fatal(err)
 		}
 		ts := &testServer{store: store, api: New(Config{ID: s.id, Version: "test", Store: store, Logger: log})}
-		ts.http = httptest.NewServer(ts.api)
+		var h http.Handler = ts.api
+		if sec != nil {
+			h = ts.api.Secure(*sec)
+		}
+		ts.http = httptest.NewServer(h)
 		if ts.client, err = api.NewClient(ts.http.URL); err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +177,7 @@ func TestConsistentReadOnStaleFollower(t *testing.T) {
 	// c's long timers keep it a follower of the leader it knew while it
 	// is cut off, instead of starting elections of its own.
 	slow := timeouts{heartbeat: 20 * time.Second, election: 20 * time.Second}
-	servers, leader := startNet(t, []string{"a", "b", "c"}, map[string]timeouts{"c": slow})
+	servers, leader := startNet(t, []string{"a", "b", "c"}, map[string]timeouts{"c": slow}, nil)
 	stale := servers[2]
 	if leader == stale {
 		t.Fatalf("the slow server %s leads", stale.id)
@@ -204,7 +213,7 @@ func TestConsistentReadOnStaleFollower(t *testing.T) {
 // leads nor after it stepped down; meanwhile the majority elects another
 // leader, takes a write, and answers consistent reads with it.
 func TestConsistentReadOnCutOffLeader(t *testing.T) {
-	servers, old := startNet(t, []string{"a", "b", "c"}, nil)
+	servers, old := startNet(t, []string{"a", "b", "c"}, nil, nil)
 	putService(t, old, "before-cut")
 	cut(old, servers)
 
@@ -264,5 +273,78 @@ func TestWantsConsistent(t *testing.T) {
 				t.Fatalf("wantsConsistent(%q) = %v, %v; want %v, error %v", tc.query, got, err, tc.want, tc.wantErr)
 			}
 		})
+	}
+}
+
+// heal connects s's Raft transport to every other server's again.
+func heal(s *netServer, servers []*netServer) {
+	for _, o := range servers {
+		if o != s {
+			s.trans.Connect(o.trans.LocalAddr(), o.trans)
+			o.trans.Connect(s.trans.LocalAddr(), s.trans)
+		}
+	}
+}
+
+// TestFollowerWaitsForNewToken: a token the leader acknowledged is
+// accepted by a follower whose replica has not received it yet, once the
+// replica catches up; a token unknown to the cluster is still refused
+// there.
+func TestFollowerWaitsForNewToken(t *testing.T) {
+	slow := timeouts{heartbeat: 20 * time.Second, election: 20 * time.Second}
+	servers, leader := startNet(t, []string{"a", "b", "c"}, map[string]timeouts{"c": slow}, &Security{ACL: true})
+	lagging := servers[2]
+	if leader == lagging {
+		t.Fatalf("the slow server %s leads", lagging.id)
+	}
+	client := func(s *netServer, token string) *api.Client {
+		c, err := api.NewClientWithOptions(s.http.Listener.Addr().String(), api.ClientOptions{Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var boot api.NewToken
+	if err := call(client(leader, ""), http.MethodPost, "/v1/acl/bootstrap", nil, &boot); err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	waitFor(t, "the bootstrap token reaches "+lagging.id, func() bool {
+		_, ok := raftstore.GetOf[*api.Token](lagging.store.View(), raftstore.Tokens, "", boot.ID)
+		return ok
+	})
+
+	cut(lagging, servers)
+	var ro api.NewToken
+	if err := call(client(leader, boot.Secret), http.MethodPost, "/v1/acl/tokens", mustJSON(t, api.TokenRequest{Role: api.TokenReadOnly}), &ro); err != nil {
+		t.Fatalf("create a token: %v", err)
+	}
+	if _, ok := raftstore.GetOf[*api.Token](lagging.store.View(), raftstore.Tokens, "", ro.ID); ok {
+		t.Fatalf("%s has the new token while cut off; the test needs a lagging follower", lagging.id)
+	}
+	answer := make(chan error, 1)
+	go func() {
+		var self api.TokenInfo
+		err := call(client(lagging, ro.Secret), http.MethodGet, "/v1/acl/token/self", nil, &self)
+		if err == nil && self.ID != ro.ID {
+			err = fmt.Errorf("self is %q, want %q", self.ID, ro.ID)
+		}
+		answer <- err
+	}()
+	// The request is waiting when the follower is reconnected; without
+	// the wait it would have been refused at once.
+	select {
+	case err := <-answer:
+		t.Fatalf("%s answered before it could know the token: %v", lagging.id, err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	heal(lagging, servers)
+	if err := <-answer; err != nil {
+		t.Fatalf("the new token through follower %s: %v", lagging.id, err)
+	}
+
+	_, unknown, _ := acl.NewSecret(rand.Reader)
+	err := call(client(lagging, unknown), http.MethodGet, "/v1/acl/token/self", nil, nil)
+	if codeOf(err) != http.StatusUnauthorized || !strings.Contains(err.Error(), "not known to this cluster") {
+		t.Fatalf("an unknown token through follower %s: %v; want 401, not known", lagging.id, err)
 	}
 }
