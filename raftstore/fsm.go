@@ -116,76 +116,140 @@ func (f *FSM) publish(st *state) {
 	close(old.next)
 }
 
-// Apply applies one committed log entry and returns a Result. It panics
-// on an entry that does not decode: the log is corrupt, and carrying on
-// would diverge from the other servers.
+// Apply applies one committed log entry and returns a Result (nil for an
+// entry that is not a command). It is ApplyBatch of that one entry.
 func (f *FSM) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		// Only commands reach a non-batching FSM; nothing else changes state.
-		return nil
-	}
-	if len(l.Data) == 0 {
-		panic(fmt.Sprintf("raftstore: corrupt log entry %d: empty command", l.Index))
-	}
-	switch l.Data[0] {
-	case cmdTxn:
-		var txn Txn
-		if err := json.Unmarshal(l.Data[1:], &txn); err != nil {
-			panic(fmt.Sprintf("raftstore: corrupt log entry %d: decode transaction: %v", l.Index, err))
-		}
-		return f.applyTxn(l.Index, txn)
-	default:
-		panic(fmt.Sprintf("raftstore: corrupt log entry %d: unknown command type %d", l.Index, l.Data[0]))
-	}
+	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// applyTxn applies txn at log index and publishes the new state.
-func (f *FSM) applyTxn(index uint64, txn Txn) Result {
+// ApplyBatch applies log entries Raft committed together, in order, and
+// returns what Apply would have returned for each. The batch shares one
+// transaction of each tree and is published once, at its last entry: an
+// entry sees the effect of those before it exactly as if each had been
+// applied alone, and a refused one changes nothing, but the trees' paths
+// are copied once per batch instead of once per entry. It panics on an
+// entry that does not decode: the log is corrupt, and carrying on would
+// diverge from the other servers.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	cur := f.cur.Load()
-	next := &state{
-		objects:  cur.objects,
-		requests: cur.requests,
-		order:    cur.order,
-		idx:      cur.idx,
-		index:    index,
-		next:     make(chan struct{}),
-	}
-	if txn.RequestID != "" {
-		if rec, ok := cur.requests.Get([]byte(txn.RequestID)); ok {
-			// A retry of a request that already applied: answer as the
-			// first time, change nothing but the applied index.
-			f.publish(next)
-			return rec.result()
+	b := newBatch(cur, f.dedupLimit)
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			// Configuration changes change no state, and are not
+			// counted as applied, as a non-batching FSM never sees them.
+			continue
 		}
+		txn, err := decodeCommand(l.Data)
+		if err != nil {
+			panic(fmt.Sprintf("raftstore: corrupt log entry %d: %v", l.Index, err))
+		}
+		out[i] = b.apply(l.Index, txn)
 	}
-	objects, idx, moved, terr := applyOps(cur.objects, cur.idx, index, txn.Ops)
-	if terr == nil {
-		next.objects, next.idx = objects, idx
+	if b.index == cur.index {
+		return out
 	}
-	rec := requestRecord{Index: index, Err: terr}
-	if txn.RequestID != "" {
-		next.requests, next.order = remember(cur.requests, cur.order, txn.RequestID, rec, f.dedupLimit)
-	}
+	next, moved := b.commit()
 	f.publish(next)
 	if len(moved) > 0 {
 		f.waiters.wake(moved)
 	}
+	return out
+}
+
+// decodeCommand decodes the transaction a command entry carries.
+func decodeCommand(data []byte) (Txn, error) {
+	if len(data) == 0 {
+		return Txn{}, fmt.Errorf("empty command")
+	}
+	switch data[0] {
+	case cmdTxn:
+		var txn Txn
+		if err := json.Unmarshal(data[1:], &txn); err != nil {
+			return Txn{}, fmt.Errorf("decode transaction: %w", err)
+		}
+		return txn, nil
+	default:
+		return Txn{}, fmt.Errorf("unknown command type %d", data[0])
+	}
+}
+
+// batch is the next state being built from a batch of entries.
+type batch struct {
+	objects    *iradix.Txn[Object]
+	idx        *indexTxn
+	requests   *iradix.Txn[requestRecord]
+	order      *iradix.Txn[string]
+	remembered int
+	limit      int
+	index      uint64
+}
+
+func newBatch(cur *state, limit int) *batch {
+	return &batch{
+		objects:    cur.objects.Txn(),
+		idx:        cur.idx.txn(cur.index),
+		requests:   cur.requests.Txn(),
+		order:      cur.order.Txn(),
+		remembered: cur.order.Len(),
+		limit:      limit,
+		index:      cur.index,
+	}
+}
+
+// apply applies txn at log index and returns its result.
+func (b *batch) apply(index uint64, txn Txn) Result {
+	b.index = index
+	if txn.RequestID != "" {
+		if rec, ok := b.requests.Get([]byte(txn.RequestID)); ok {
+			// A retry of a request that already applied: answer as the
+			// first time, change nothing but the applied index.
+			return rec.result()
+		}
+	}
+	writes, terr := planOps(b.objects, index, txn.Ops)
+	if terr == nil {
+		b.idx.index = index
+		for _, w := range writes {
+			if w.new == nil {
+				b.objects.Delete(w.key)
+			} else {
+				b.objects.Insert(w.key, w.new)
+			}
+			b.idx.changed(w.kind, w.namespace, w.name, w.old, w.new)
+		}
+	}
+	rec := requestRecord{Index: index, Err: terr}
+	if txn.RequestID != "" {
+		b.remember(txn.RequestID, rec)
+	}
 	return rec.result()
 }
 
-// remember records rec for id, evicting the oldest records beyond limit.
-func remember(requests *iradix.Tree[requestRecord], order *iradix.Tree[string], id string, rec requestRecord, limit int) (*iradix.Tree[requestRecord], *iradix.Tree[string]) {
-	rt := requests.Txn()
-	ot := order.Txn()
-	rt.Insert([]byte(id), rec)
-	ot.Insert(orderKey(rec.Index), id)
+// remember records rec for id, evicting the oldest records beyond the
+// limit.
+func (b *batch) remember(id string, rec requestRecord) {
+	b.requests.Insert([]byte(id), rec)
+	b.order.Insert(orderKey(rec.Index), id)
 	// Each record has its own log index, so order holds one more entry.
-	for n := order.Len() + 1; n > limit; n-- {
-		key, oldest, _ := ot.Root().Minimum()
-		ot.Delete(key)
-		rt.Delete([]byte(oldest))
+	for b.remembered++; b.remembered > b.limit; b.remembered-- {
+		key, oldest, _ := b.order.Root().Minimum()
+		b.order.Delete(key)
+		b.requests.Delete([]byte(oldest))
 	}
-	return rt.CommitOnly(), ot.CommitOnly()
+}
+
+// commit returns the state the batch built and the change keys it moved.
+func (b *batch) commit() (*state, map[string]bool) {
+	st := &state{
+		objects:  b.objects.CommitOnly(),
+		requests: b.requests.CommitOnly(),
+		order:    b.order.CommitOnly(),
+		idx:      b.idx.commit(),
+		index:    b.index,
+		next:     make(chan struct{}),
+	}
+	return st, b.idx.keys
 }
 
 func orderKey(index uint64) []byte {
@@ -194,60 +258,83 @@ func orderKey(index uint64) []byte {
 	return k[:]
 }
 
-// applyOps applies ops in order to objects at log index. Each op sees the
-// effect of the ops before it. On the first failed precondition it
-// returns the error and objects and their indexes are left as they were.
-// It also returns the change keys the ops moved.
-func applyOps(objects *iradix.Tree[Object], idx indexes, index uint64, ops []Op) (*iradix.Tree[Object], indexes, map[string]bool, *TxnError) {
-	txn := objects.Txn()
-	itxn := idx.txn(index)
+// write is one object's change planned by planOps: new is nil for a
+// delete, old nil for a create.
+type write struct {
+	kind            Kind
+	namespace, name string
+	key             []byte
+	old, new        Object
+}
+
+// planOps checks ops in order against objects at log index and returns
+// the writes they make, or the first failed precondition, in which case
+// nothing is to be written. Each op sees the effect of the ops before it.
+// objects is only read.
+func planOps(objects *iradix.Txn[Object], index uint64, ops []Op) ([]write, *TxnError) {
 	version := strconv.FormatUint(index, 10)
+	writes := make([]write, 0, len(ops))
+	// planned holds what the ops so far wrote, by key: nil for deleted.
+	var planned map[string]Object
+	get := func(key []byte) (Object, bool) {
+		if obj, ok := planned[string(key)]; ok {
+			return obj, obj != nil
+		}
+		return objects.Get(key)
+	}
 	for _, op := range ops {
 		if terr := checkOp(op); terr != nil {
-			return nil, idx, nil, terr
+			return nil, terr
 		}
 		key := objectKey(op.Kind, op.Namespace, op.Name)
-		existing, exists := txn.Get(key)
+		existing, exists := get(key)
 		if op.Type == OpEnsure && exists {
 			continue
 		}
 		if op.IfAbsent && exists {
-			return nil, idx, nil, txnErr(CodeAlreadyExists, op, "object exists")
+			return nil, txnErr(CodeAlreadyExists, op, "object exists")
 		}
 		if !exists && (op.Type == OpDelete || op.IfVersion != 0) {
-			return nil, idx, nil, txnErr(CodeNotFound, op, "object does not exist")
+			return nil, txnErr(CodeNotFound, op, "object does not exist")
 		}
 		if op.IfVersion != 0 {
 			if rv := existing.GetResourceVersion(); rv != strconv.FormatUint(op.IfVersion, 10) {
-				return nil, idx, nil, txnErr(CodeConflict, op, "resourceVersion is %s, want %d", rv, op.IfVersion)
+				return nil, txnErr(CodeConflict, op, "resourceVersion is %s, want %d", rv, op.IfVersion)
 			}
 		}
-		if op.Type == OpDelete {
-			txn.Delete(key)
-			itxn.changed(op.Kind, op.Namespace, op.Name, existing, nil)
-			continue
+		w := write{kind: op.Kind, namespace: op.Namespace, name: op.Name, key: key}
+		if exists {
+			w.old = existing
 		}
-		obj, terr, err := decodeOpObject(op)
-		if err != nil {
-			panic(fmt.Sprintf("raftstore: corrupt log entry %d: %v", index, err))
-		}
-		if terr != nil {
-			return nil, idx, nil, terr
-		}
-		setTypeMeta(op.Kind, obj)
-		obj.SetResourceVersion(version)
-		if op.StampGeneration {
-			ann := obj.GetAnnotations()
-			if ann == nil {
-				ann = map[string]string{}
+		if op.Type != OpDelete {
+			obj, terr, err := decodeOpObject(op)
+			if err != nil {
+				panic(fmt.Sprintf("raftstore: corrupt log entry %d: %v", index, err))
 			}
-			ann[api.AnnotationGeneration] = version
-			obj.SetAnnotations(ann)
+			if terr != nil {
+				return nil, terr
+			}
+			setTypeMeta(op.Kind, obj)
+			obj.SetResourceVersion(version)
+			if op.StampGeneration {
+				ann := obj.GetAnnotations()
+				if ann == nil {
+					ann = map[string]string{}
+				}
+				ann[api.AnnotationGeneration] = version
+				obj.SetAnnotations(ann)
+			}
+			w.new = obj
 		}
-		txn.Insert(key, obj)
-		itxn.changed(op.Kind, op.Namespace, op.Name, existing, obj)
+		if len(ops) > 1 {
+			if planned == nil {
+				planned = map[string]Object{}
+			}
+			planned[string(key)] = w.new
+		}
+		writes = append(writes, w)
 	}
-	return txn.CommitOnly(), itxn.commit(), itxn.keys, nil
+	return writes, nil
 }
 
 // Snapshot returns the current state for Raft to persist. It only takes

@@ -229,6 +229,35 @@ func TestSnapshotRoundTripAndReplay(t *testing.T) {
 	}
 	sameState(t, "replayed", final, c.View())
 
+	// Replay in batches of random sizes, as Raft hands over entries
+	// committed together: the same answers, state and change indexes.
+	rng := rand.New(rand.NewPCG(seed, 2))
+	e := raftstore.NewFSM()
+	for i := 0; i < len(a.entries); {
+		size := min(1+rng.IntN(40), len(a.entries)-i)
+		got := e.ApplyBatch(a.entries[i : i+size])
+		for j, r := range got {
+			if !sameResult(r.(raftstore.Result), results[i+j]) {
+				t.Fatalf("batch replay of entry %d: %+v, first time %+v", a.entries[i+j].Index, r, results[i+j])
+			}
+		}
+		i += size
+	}
+	sameState(t, "replayed in batches", final, e.View())
+	checkPodsOn(t, "replayed in batches", e.View())
+	for _, k := range raftstore.Kinds {
+		key := raftstore.KindChanges(k)
+		if got, want := e.View().Changed(key), final.Changed(key); got != want {
+			t.Errorf("replayed in batches: %s last changed at %d, want %d", k, got, want)
+		}
+	}
+	for _, node := range []string{"", "n1", "n2", "n3"} {
+		key := raftstore.PodChangesOn(node)
+		if got, want := e.View().Changed(key), final.Changed(key); got != want {
+			t.Errorf("replayed in batches: pods on %q last changed at %d, want %d", node, got, want)
+		}
+	}
+
 	// Restore of the midway snapshot, then replay of the rest.
 	d := raftstore.NewFSM()
 	if err := restore(d, midData); err != nil {
