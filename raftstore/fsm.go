@@ -2,7 +2,6 @@ package raftstore
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,18 +35,18 @@ type Result struct {
 type FSM struct {
 	cur        atomic.Pointer[state]
 	dedupLimit int
-	waiters    changeWaiters
+	// requests finds the current state's remembered requests by ID; only
+	// Raft's FSM goroutine uses it.
+	requests requestIndex
+	waiters  changeWaiters
 }
 
 // state is one immutable version of the FSM's contents. Nothing in it is
 // modified after it is published; the next Apply builds a new one.
 type state struct {
 	objects *iradix.Tree[Object]
-	// requests maps a request ID to the result of its transaction.
-	requests *iradix.Tree[requestRecord]
-	// order maps the log index of each remembered request (8 bytes, big
-	// endian) to its ID, so the oldest is evicted first.
-	order *iradix.Tree[string]
+	// requests are the remembered requests, oldest first.
+	requests requestLog
 	// idx are the objects' indexes for blocking queries.
 	idx indexes
 	// index is the log index of the last command applied.
@@ -56,32 +55,17 @@ type state struct {
 	next chan struct{}
 }
 
-// requestRecord is the remembered result of one request ID.
-type requestRecord struct {
-	Index uint64    `json:"index"`
-	Err   *TxnError `json:"error,omitempty"`
-}
-
-func (r requestRecord) result() Result {
-	if r.Err == nil {
-		return Result{Index: r.Index}
-	}
-	return Result{Index: r.Index, Err: r.Err}
-}
-
 func emptyState() *state {
 	return &state{
-		objects:  iradix.New[Object](),
-		requests: iradix.New[requestRecord](),
-		order:    iradix.New[string](),
-		idx:      emptyIndexes(),
-		next:     make(chan struct{}),
+		objects: iradix.New[Object](),
+		idx:     emptyIndexes(),
+		next:    make(chan struct{}),
 	}
 }
 
 // NewFSM returns an empty FSM.
 func NewFSM() *FSM {
-	f := &FSM{dedupLimit: DefaultDedupLimit}
+	f := &FSM{dedupLimit: DefaultDedupLimit, requests: requestIndex{}}
 	f.cur.Store(emptyState())
 	return f
 }
@@ -129,10 +113,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 // applied alone, and a refused one changes nothing, but the trees' paths
 // are copied once per batch instead of once per entry. It panics on an
 // entry that does not decode: the log is corrupt, and carrying on would
-// diverge from the other servers.
+// diverge from the other servers. After a panic the FSM is not to be used
+// again; nothing of the batch was published.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	cur := f.cur.Load()
-	b := newBatch(cur, f.dedupLimit)
+	b := newBatch(cur, f.requests, f.dedupLimit)
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
@@ -176,24 +161,24 @@ func decodeCommand(data []byte) (Txn, error) {
 
 // batch is the next state being built from a batch of entries.
 type batch struct {
-	objects    *iradix.Txn[Object]
-	idx        *indexTxn
-	requests   *iradix.Txn[requestRecord]
-	order      *iradix.Txn[string]
-	remembered int
-	limit      int
-	index      uint64
+	objects *iradix.Txn[Object]
+	idx     *indexTxn
+	// requests is the next state's log of requests; ids, the FSM's index
+	// of them, is changed in place.
+	requests requestLog
+	ids      requestIndex
+	limit    int
+	index    uint64
 }
 
-func newBatch(cur *state, limit int) *batch {
+func newBatch(cur *state, ids requestIndex, limit int) *batch {
 	return &batch{
-		objects:    cur.objects.Txn(),
-		idx:        cur.idx.txn(cur.index),
-		requests:   cur.requests.Txn(),
-		order:      cur.order.Txn(),
-		remembered: cur.order.Len(),
-		limit:      limit,
-		index:      cur.index,
+		objects:  cur.objects.Txn(),
+		idx:      cur.idx.txn(cur.index),
+		requests: cur.requests,
+		ids:      ids,
+		limit:    limit,
+		index:    cur.index,
 	}
 }
 
@@ -201,7 +186,7 @@ func newBatch(cur *state, limit int) *batch {
 func (b *batch) apply(index uint64, txn Txn) Result {
 	b.index = index
 	if txn.RequestID != "" {
-		if rec, ok := b.requests.Get([]byte(txn.RequestID)); ok {
+		if rec, ok := b.ids[txn.RequestID]; ok {
 			// A retry of a request that already applied: answer as the
 			// first time, change nothing but the applied index.
 			return rec.result()
@@ -226,16 +211,14 @@ func (b *batch) apply(index uint64, txn Txn) Result {
 	return rec.result()
 }
 
-// remember records rec for id, evicting the oldest records beyond the
+// remember records rec for id, forgetting the oldest records beyond the
 // limit.
 func (b *batch) remember(id string, rec requestRecord) {
-	b.requests.Insert([]byte(id), rec)
-	b.order.Insert(orderKey(rec.Index), id)
-	// Each record has its own log index, so order holds one more entry.
-	for b.remembered++; b.remembered > b.limit; b.remembered-- {
-		key, oldest, _ := b.order.Root().Minimum()
-		b.order.Delete(key)
-		b.requests.Delete([]byte(oldest))
+	var dropped []requestEntry
+	b.requests, dropped = b.requests.add(requestEntry{id: id, rec: rec}, b.limit)
+	b.ids[id] = rec
+	for _, e := range dropped {
+		delete(b.ids, e.id)
 	}
 }
 
@@ -243,19 +226,12 @@ func (b *batch) remember(id string, rec requestRecord) {
 func (b *batch) commit() (*state, map[string]bool) {
 	st := &state{
 		objects:  b.objects.CommitOnly(),
-		requests: b.requests.CommitOnly(),
-		order:    b.order.CommitOnly(),
+		requests: b.requests,
 		idx:      b.idx.commit(),
 		index:    b.index,
 		next:     make(chan struct{}),
 	}
 	return st, b.idx.keys
-}
-
-func orderKey(index uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], index)
-	return k[:]
 }
 
 // write is one object's change planned by planOps: new is nil for a
@@ -352,6 +328,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	f.requests = indexRequests(st.requests)
 	f.publish(st)
 	// What changed is unknown: every waiter looks again.
 	f.waiters.wake(nil)

@@ -63,10 +63,8 @@ func writeSnapshot(w io.Writer, st *state) error {
 		Objects:  st.objects.Len(),
 		Requests: []snapshotRequest{},
 	}
-	it := st.order.Root().Iterator()
-	for _, id, ok := it.Next(); ok; _, id, ok = it.Next() {
-		rec, _ := st.requests.Get([]byte(id))
-		hdr.Requests = append(hdr.Requests, snapshotRequest{ID: id, Index: rec.Index, Err: rec.Err})
+	for _, e := range st.requests.entries() {
+		hdr.Requests = append(hdr.Requests, snapshotRequest{ID: e.id, Index: e.rec.Index, Err: e.rec.Err})
 	}
 	if err := writeLine(out, hdr); err != nil {
 		return fmt.Errorf("write header: %w", err)
@@ -117,12 +115,14 @@ func readSnapshot(r io.Reader) (*state, error) {
 
 	st := emptyState()
 	st.index = hdr.Index
-	rt, ot := st.requests.Txn(), st.order.Txn()
-	for _, req := range hdr.Requests {
-		rt.Insert([]byte(req.ID), requestRecord{Index: req.Index, Err: req.Err})
-		ot.Insert(orderKey(req.Index), req.ID)
+	seen := make(map[string]bool, len(hdr.Requests))
+	for i, req := range hdr.Requests {
+		if seen[req.ID] || (i > 0 && req.Index <= hdr.Requests[i-1].Index) {
+			return nil, fmt.Errorf("request %d (%q at index %d): the requests are not unique and oldest first", i, req.ID, req.Index)
+		}
+		seen[req.ID] = true
+		st.requests.buf = append(st.requests.buf, requestEntry{id: req.ID, rec: requestRecord{Index: req.Index, Err: req.Err}})
 	}
-	st.requests, st.order = rt.CommitOnly(), ot.CommitOnly()
 
 	objs := st.objects.Txn()
 	for i := 0; i < hdr.Objects; i++ {
