@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,6 +12,9 @@ import (
 
 // serverPool is the agent's way to the servers: one client per server
 // address, the current one used until it fails to answer, then the next.
+// Each agent starts at a random one, as Nomad's and Consul's clients do,
+// so that a fleet given the same list spreads its watches and heartbeats
+// over the servers instead of loading the first.
 type serverPool struct {
 	mu      sync.Mutex
 	clients []*api.Client
@@ -26,6 +30,10 @@ func newServerPool(addrs []string, o api.ClientOptions) (*serverPool, error) {
 		}
 		p.clients = append(p.clients, c)
 	}
+	if len(p.clients) == 0 {
+		return nil, fmt.Errorf("agent: no server addresses: set --servers")
+	}
+	p.cur = rand.IntN(len(p.clients))
 	return p, nil
 }
 

@@ -102,7 +102,7 @@ adopts them.`,
 	host, _ := os.Hostname()
 	o.addFlags(cmd, host, "/var/lib/stead/agent")
 	f := cmd.Flags()
-	f.StringSliceVar(&o.servers, "servers", nil, "HTTP addresses of the Stead servers (comma-separated)")
+	f.StringSliceVar(&o.servers, "servers", nil, "HTTP addresses of the Stead servers (comma-separated); the agent starts with a random one and moves to the next when it fails")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines")
 	f.BoolVar(&o.watchdog, "watchdog", true, "run 'stead watchdog', which stops this node's pods when its lease runs out (needed for safe failover)")
