@@ -28,9 +28,11 @@ import (
 // it, all over real HTTP, but runs no containers. The fleet records when
 // each pod was first seen on a node.
 type fleet struct {
-	// base is the API agents write to; watchBase the one they watch.
-	base, watchBase string
-	hc              *http.Client
+	// base is the API the benchmark writes to (the leader's); each agent
+	// heartbeats to and watches one of talk.
+	base string
+	talk []string
+	hc   *http.Client
 
 	want     int
 	done     chan struct{} // closed once want pods were bound at once
@@ -47,14 +49,14 @@ type fleet struct {
 	lastErr   error
 }
 
-func newFleet(base, watchBase string, agents int) *fleet {
+func newFleet(base string, talk []string, agents int) *fleet {
 	tr := &http.Transport{
 		MaxIdleConns:        agents + 256,
 		MaxIdleConnsPerHost: agents + 256,
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}
-	return &fleet{base: base, watchBase: watchBase, hc: &http.Client{Transport: tr}, node: map[string]string{}, first: map[string]string{}, done: make(chan struct{})}
+	return &fleet{base: base, talk: talk, hc: &http.Client{Transport: tr}, node: map[string]string{}, first: map[string]string{}, done: make(chan struct{})}
 }
 
 // expect makes done close once n pods are bound as the agents see it.
@@ -126,6 +128,7 @@ func (f *fleet) register(ctx context.Context, n, workers int) error {
 // the agent is waiting on the next one.
 func (f *fleet) run(ctx context.Context, i int, seed *rand.Rand, watching *sync.WaitGroup) {
 	name := nodeName(i)
+	server := f.talk[seed.IntN(len(f.talk))]
 	// Agents do not all heartbeat in the same instant.
 	offset := time.Duration(seed.Int64N(int64(scheduler.DefaultHeartbeat)))
 	go func() {
@@ -137,7 +140,7 @@ func (f *fleet) run(ctx context.Context, i int, seed *rand.Rand, watching *sync.
 		t := time.NewTicker(scheduler.DefaultHeartbeat)
 		defer t.Stop()
 		for {
-			if err := f.call(ctx, http.MethodPost, f.base+"/v1/nodes/"+name+"/heartbeat", "", nil); err != nil && ctx.Err() == nil {
+			if err := f.call(ctx, http.MethodPost, server+"/v1/nodes/"+name+"/heartbeat", "", nil); err != nil && ctx.Err() == nil {
 				f.watchFailed(fmt.Errorf("heartbeat of %s: %w", name, err))
 			}
 			select {
@@ -158,7 +161,7 @@ func (f *fleet) run(ctx context.Context, i int, seed *rand.Rand, watching *sync.
 				q.Set("wait", "30s")
 			}
 			var list api.List
-			idx, err := f.get(ctx, f.watchBase+"/v1/pods?"+q.Encode(), &list)
+			idx, err := f.get(ctx, server+"/v1/pods?"+q.Encode(), &list)
 			if err != nil {
 				if ctx.Err() == nil {
 					f.watchFailed(fmt.Errorf("watch of %s: %w", name, err))

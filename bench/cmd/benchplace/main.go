@@ -45,11 +45,28 @@ type options struct {
 	profileFor    time.Duration
 	minFreeGiB    float64
 	registerConns int
-	watchFollower bool
-	// followerAgents, when not 0, adds a fleet of that many agents that
-	// watch a follower.
-	followerAgents int
+	// talk says which servers the agents heartbeat to and watch.
+	talk talkTo
+	// leaderAgents, when not 0, adds a fleet of that many agents that all
+	// talk to the leader.
+	leaderAgents int
 }
+
+// talkTo says which servers a fleet's agents talk to.
+type talkTo string
+
+const (
+	// talkAny: each agent picks one of the servers at random, as stead
+	// agent does with its --servers, so that a third of the fleet talks
+	// to the leader.
+	talkAny talkTo = "any"
+	// talkLeader: every agent talks to the leader, the most it can be
+	// asked to serve.
+	talkLeader talkTo = "leader"
+	// talkFollower: every agent talks to one follower, which forwards
+	// their heartbeats: the leader serves no watch.
+	talkFollower talkTo = "follower"
+)
 
 func main() {
 	var o options
@@ -65,8 +82,8 @@ func main() {
 	flag.DurationVar(&o.profileFor, "cpuprofile-for", 30*time.Second, "length of the CPU profile")
 	flag.Float64Var(&o.minFreeGiB, "min-free-gib", 6, "skip fleets above 1,000 agents when less memory than this is available")
 	flag.IntVar(&o.registerConns, "register-conns", 64, "node registrations in flight at once")
-	flag.BoolVar(&o.watchFollower, "watch-follower", false, "agents watch a follower instead of the leader (writes still go to the leader)")
-	flag.IntVar(&o.followerAgents, "follower-agents", 0, "also run a fleet of this many agents watching a follower, to tell placement's cost from the watches'")
+	flag.StringVar((*string)(&o.talk), "talk-to", string(talkAny), "which servers the agents heartbeat to and watch: any (each agent picks one at random, as stead agent does), leader, or follower")
+	flag.IntVar(&o.leaderAgents, "leader-agents", 0, "also run a fleet of this many agents that all talk to the leader, to tell placement's cost from the watches'")
 	flag.Parse()
 	for _, a := range strings.Split(agents, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(a))
@@ -94,23 +111,23 @@ func run(o options) error {
 	em := bench.NewEmitter(os.Stdout)
 	var errs []error
 	type fleetRun struct {
-		n          int
-		onFollower bool
+		n    int
+		talk talkTo
 	}
 	var fleets []fleetRun
 	for _, n := range o.agents {
-		fleets = append(fleets, fleetRun{n, o.watchFollower})
+		fleets = append(fleets, fleetRun{n, o.talk})
 	}
-	if o.followerAgents > 0 {
-		fleets = append(fleets, fleetRun{o.followerAgents, true})
+	if o.leaderAgents > 0 {
+		fleets = append(fleets, fleetRun{o.leaderAgents, talkLeader})
 	}
 	for i, fr := range fleets {
 		name := fmt.Sprintf("%d agents, %d sets × %d replicas", fr.n, o.sets, o.replicas)
-		// The extra fleet watching a follower shows what placement costs
-		// without the leader serving the watches; it has no target.
-		diagnostic := o.followerAgents > 0 && i == len(fleets)-1
-		if diagnostic {
-			name += ", watches on a follower"
+		// The extra fleet on the leader shows what the watches cost the
+		// leader when every agent talks to it; it has no target.
+		diagnostic := o.leaderAgents > 0 && i == len(fleets)-1
+		if fr.talk != talkAny {
+			name += ", every agent on the " + string(fr.talk)
 		}
 		if fr.n > 1000 {
 			avail, err := bench.MemAvailable()
@@ -121,7 +138,7 @@ func run(o options) error {
 			}
 		}
 		fo := o
-		fo.watchFollower = fr.onFollower
+		fo.talk = fr.talk
 		if diagnostic {
 			fo.timeout = min(o.timeout, 2*time.Minute)
 		}
@@ -178,11 +195,25 @@ func place(o options, n int, name, dir string) ([]bench.Result, error) {
 	}
 	defer cluster.Stop()
 	leader := cluster.Leader()
-	watched := leader
-	if o.watchFollower {
-		watched = cluster.Servers[1]
+	var talk []string
+	switch o.talk {
+	case talkAny:
+		for _, s := range cluster.Servers {
+			talk = append(talk, s.URL(""))
+		}
+	case talkLeader:
+		talk = []string{leader.URL("")}
+	case talkFollower:
+		for _, s := range cluster.Servers {
+			if s != leader {
+				talk = []string{s.URL("")}
+				break
+			}
+		}
+	default:
+		return nil, fmt.Errorf("-talk-to %q: want any, leader or follower", o.talk)
 	}
-	f := newFleet(leader.URL(""), watched.URL(""), n)
+	f := newFleet(leader.URL(""), talk, n)
 	defer f.hc.CloseIdleConnections()
 
 	progress("%s: registering %d nodes", name, n)
@@ -283,11 +314,12 @@ func place(o options, n int, name, dir string) ([]bench.Result, error) {
 	<-profiled
 	stopAgents()
 
-	on := "the leader"
-	if o.watchFollower {
-		on = "a follower"
-	}
-	note := fmt.Sprintf("agents watch %s; registering %d nodes took %s, opening their watches %s, submitting %s",
+	on := map[talkTo]string{
+		talkAny:      "heartbeat to and watch a server each picked at random, as stead agent does",
+		talkLeader:   "heartbeat to and watch the leader",
+		talkFollower: "heartbeat to and watch a follower",
+	}[o.talk]
+	note := fmt.Sprintf("agents %s; registering %d nodes took %s, opening their watches %s, submitting %s",
 		on, n, registered.Round(time.Millisecond), watchUp.Round(time.Millisecond), submitted.Round(time.Millisecond))
 	if problems := check(pods.Items, f, o.sets, o.replicas); problems != "" {
 		note += "; " + problems
