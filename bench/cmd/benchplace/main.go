@@ -47,6 +47,9 @@ type options struct {
 	registerConns int
 	// talk says which servers the agents heartbeat to and watch.
 	talk talkTo
+	// rounds is how many times fleets of up to 1,000 agents run; the
+	// best round counts.
+	rounds int
 	// leaderAgents, when not 0, adds a fleet of that many agents that all
 	// talk to the leader.
 	leaderAgents int
@@ -83,6 +86,7 @@ func main() {
 	flag.Float64Var(&o.minFreeGiB, "min-free-gib", 6, "skip fleets above 1,000 agents when less memory than this is available")
 	flag.IntVar(&o.registerConns, "register-conns", 64, "node registrations in flight at once")
 	flag.StringVar((*string)(&o.talk), "talk-to", string(talkAny), "which servers the agents heartbeat to and watch: any (each agent picks one at random, as stead agent does), leader, or follower")
+	flag.IntVar(&o.rounds, "rounds", 1, "rounds of each fleet of up to 1,000 agents; the best counts")
 	flag.IntVar(&o.leaderAgents, "leader-agents", 0, "also run a fleet of this many agents that all talk to the leader, to tell placement's cost from the watches'")
 	flag.Parse()
 	for _, a := range strings.Split(agents, ",") {
@@ -142,8 +146,31 @@ func run(o options) error {
 		if diagnostic {
 			fo.timeout = min(o.timeout, 2*time.Minute)
 		}
-		// Each fleet gets new servers with empty data directories.
-		rows, err := place(fo, fr.n, name, filepath.Join(o.dir, fmt.Sprintf("fleet-%d-%d", i+1, fr.n)))
+		// Each round gets new servers with empty data directories. Fleets
+		// of up to 1,000 agents run o.rounds times and the best round
+		// counts: other work on the machine only ever slows placement
+		// down, so the best round is the closest to what Stead can do.
+		rounds := 1
+		if fr.n <= 1000 && !diagnostic {
+			rounds = max(1, o.rounds)
+		}
+		var rows []bench.Result
+		var rates []string
+		var err error
+		for r := range rounds {
+			got, rerr := place(fo, fr.n, name, filepath.Join(o.dir, fmt.Sprintf("fleet-%d-%d-round-%d", i+1, fr.n, r+1)))
+			if rerr != nil {
+				err = rerr
+				break
+			}
+			rates = append(rates, fmt.Sprintf("%.0f/s", rateOf(got)))
+			if rateOf(got) > rateOf(rows) {
+				rows = got
+			}
+		}
+		if rounds > 1 && len(rows) > 0 {
+			rows[0] = rows[0].WithNote("best of %d rounds: %s", len(rates), strings.Join(rates, ", "))
+		}
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
 			progress("%v", err)
@@ -163,6 +190,15 @@ func run(o options) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// rateOf returns the placements per second of a round's rows, whose
+// first row is that rate; 0 for none.
+func rateOf(rows []bench.Result) float64 {
+	if len(rows) == 0 {
+		return 0
+	}
+	return rows[0].Value
 }
 
 func progress(format string, args ...any) {
