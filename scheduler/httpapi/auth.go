@@ -44,6 +44,10 @@ type Security struct {
 	RateBurst int
 	// Now is the rate limiter's clock; time.Now when nil.
 	Now func() time.Time
+	// TokenCatchUp bounds how long a follower waits for a token it does
+	// not know to reach its replica before it refuses the request;
+	// DefaultTokenCatchUp when 0.
+	TokenCatchUp time.Duration
 	// BootstrapResetFile, when set, lets an operator with access to the
 	// leader's disk bootstrap again after every management token was
 	// lost: writing the reset index a refused bootstrap names into this
@@ -62,6 +66,9 @@ type Security struct {
 func (s *Server) Secure(sec Security) http.Handler {
 	if sec.Now == nil {
 		sec.Now = time.Now
+	}
+	if sec.TokenCatchUp == 0 {
+		sec.TokenCatchUp = DefaultTokenCatchUp
 	}
 	s.mux.HandleFunc("POST /v1/acl/bootstrap", s.write(func(w http.ResponseWriter, r *http.Request, _ []byte) error {
 		return s.aclBootstrap(w, r, sec.BootstrapResetFile)
@@ -148,9 +155,9 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)))
 }
 
-// tokenCatchUp bounds how long a follower waits for a token it does not
-// know to reach its replica before it refuses the request.
-const tokenCatchUp = 2 * time.Second
+// DefaultTokenCatchUp is how long a follower waits for a token it does
+// not know to reach its replica before it refuses the request.
+const DefaultTokenCatchUp = 2 * time.Second
 
 // authenticate checks r's token against the state in v. unknown says the
 // token's ID is not in v at all: the one refusal a lagging replica can
@@ -166,13 +173,13 @@ func authenticate(v *raftstore.View, r *http.Request) (tok *api.Token, d acl.Dec
 }
 
 // awaitToken authenticates r again each time the tokens change in this
-// follower's replica, for up to tokenCatchUp, so that a client that
+// follower's replica, for up to Security.TokenCatchUp, so that a client that
 // creates a token through the leader and uses it at once on a follower is
 // not refused. It returns the last view it checked and its decision.
 // Guessing tokens gains nothing from it: the rate limit by address has
 // been charged before the wait, and an unknown token is still refused.
 func (g *guard) awaitToken(r *http.Request) (*raftstore.View, *api.Token, acl.Decision) {
-	ctx, cancel := context.WithTimeout(r.Context(), tokenCatchUp)
+	ctx, cancel := context.WithTimeout(r.Context(), g.sec.TokenCatchUp)
 	defer cancel()
 	for {
 		v := g.s.cfg.Store.View()

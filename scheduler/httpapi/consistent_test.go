@@ -292,7 +292,9 @@ func heal(s *netServer, servers []*netServer) {
 // there.
 func TestFollowerWaitsForNewToken(t *testing.T) {
 	slow := timeouts{heartbeat: 20 * time.Second, election: 20 * time.Second}
-	servers, leader := startNet(t, []string{"a", "b", "c"}, map[string]timeouts{"c": slow}, &Security{ACL: true})
+	// A follower cut off for a while catches up only after Raft's
+	// backoff, which can be longer than the default wait on a slow run.
+	servers, leader := startNet(t, []string{"a", "b", "c"}, map[string]timeouts{"c": slow}, &Security{ACL: true, TokenCatchUp: 5 * time.Second})
 	lagging := servers[2]
 	if leader == lagging {
 		t.Fatalf("the slow server %s leads", lagging.id)
