@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -67,6 +68,19 @@ type Binaries struct {
 	// ClaimWriter starts the workload on a claim volume
 	// (clustertest/cmd/claimwriter).
 	ClaimWriter string
+	// Sources are the module's files the binaries were built from, and
+	// go.mod and go.sum.
+	Sources []string
+}
+
+// statSources stats b.Sources. The binaries are built by another process,
+// whose reads go test cannot see; a test's stats it can, so that a change
+// to any of the sources makes go test run the tests that started a
+// cluster again instead of answering from its cache.
+func (b Binaries) statSources() {
+	for _, f := range b.Sources {
+		os.Stat(f)
+	}
 }
 
 // BuildBinaries builds stead, journal-writer and claimwriter, static, into
@@ -83,7 +97,11 @@ func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	b := Binaries{Stead: filepath.Join(dir, "stead"), JournalWriter: filepath.Join(dir, "journal-writer"), ClaimWriter: filepath.Join(dir, "claimwriter")}
-	for out, pkg := range map[string]string{b.Stead: "./cmd/stead", b.JournalWriter: "./volumes/journalwriter", b.ClaimWriter: "./clustertest/cmd/claimwriter"} {
+	pkgs := map[string]string{b.Stead: "./cmd/stead", b.JournalWriter: "./volumes/journalwriter", b.ClaimWriter: "./clustertest/cmd/claimwriter"}
+	if b.Sources, err = moduleSources(ctx, goBin, root, slices.Collect(maps.Values(pkgs))); err != nil {
+		return Binaries{}, err
+	}
+	for out, pkg := range pkgs {
 		cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -92,6 +110,25 @@ func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 		}
 	}
 	return b, nil
+}
+
+// moduleSources lists the files of the module under root that the
+// packages are built from, and its go.mod and go.sum.
+func moduleSources(ctx context.Context, goBin, root string, pkgs []string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, goBin, append([]string{"list", "-deps", "-f",
+		"{{if not .Standard}}{{$dir := .Dir}}{{range .GoFiles}}{{$dir}}/{{.}}\n{{end}}{{range .EmbedFiles}}{{$dir}}/{{.}}\n{{end}}{{end}}"}, pkgs...)...)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("list the sources of %v: %w", pkgs, err)
+	}
+	files := []string{filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum")}
+	for _, f := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(f, root+string(filepath.Separator)) {
+			files = append(files, f)
+		}
+	}
+	return files, nil
 }
 
 // Cluster is a running cluster of server and agent processes in network
@@ -134,6 +171,7 @@ type Cluster struct {
 // tails are printed and the logs kept.
 func Start(t testing.TB, bins Binaries, opts Options) *Cluster {
 	t.Helper()
+	bins.statSources()
 	if os.Geteuid() != 0 {
 		t.Skip("the cluster harness needs root (network namespaces, mounts, containerd)")
 	}
