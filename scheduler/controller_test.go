@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -363,13 +364,7 @@ func TestControllerCreatesPodsBound(t *testing.T) {
 	c := NewController(ControllerConfig{Store: store, Logger: raftstoretest.Logger(t), Clock: clock})
 	ctx := context.Background()
 	storeReadyNodes(t, store, clock, "node-a", "node-b")
-	objs, err := api.DecodeManifests([]byte(strings.Replace(controllerSetYAML, "replicas: 2", "replicas: 3\n  podManagementPolicy: Parallel", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := objs[0].(*appsv1.StatefulSet)
-	set.Spec.VolumeClaimTemplates = nil
-	set.Spec.Template.Spec.Containers[0].VolumeMounts = nil
+	set := parallelSetWithoutClaims(t, 3)
 	stampNew(set, clock.now)
 	op, err := PutOp(raftstore.StatefulSets, set, 0)
 	if err != nil {
@@ -395,6 +390,21 @@ func TestControllerCreatesPodsBound(t *testing.T) {
 	}
 }
 
+// parallelSetWithoutClaims is controllerSetYAML's set with replicas
+// ordinals, Parallel pod management and no volume claims.
+func parallelSetWithoutClaims(t *testing.T, replicas int) *appsv1.StatefulSet {
+	t.Helper()
+	objs, err := api.DecodeManifests([]byte(strings.Replace(controllerSetYAML, "replicas: 2",
+		fmt.Sprintf("replicas: %d\n  podManagementPolicy: Parallel", replicas), 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := objs[0].(*appsv1.StatefulSet)
+	set.Spec.VolumeClaimTemplates = nil
+	set.Spec.Template.Spec.Containers[0].VolumeMounts = nil
+	return set
+}
+
 // TestControllerCreatesPodsBoundAfterPendingOnes: a Pending pod that Place
 // orders first keeps its claim on the room a new pod would take.
 func TestControllerCreatesPodsBoundAfterPendingOnes(t *testing.T) {
@@ -409,13 +419,7 @@ func TestControllerCreatesPodsBoundAfterPendingOnes(t *testing.T) {
 	op, _ := PutOp(raftstore.Pods, solo, 0)
 	raftstoretest.Apply(t, store, op)
 
-	objs, err := api.DecodeManifests([]byte(strings.Replace(controllerSetYAML, "replicas: 2", "replicas: 1\n  podManagementPolicy: Parallel", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := objs[0].(*appsv1.StatefulSet)
-	set.Spec.VolumeClaimTemplates = nil
-	set.Spec.Template.Spec.Containers[0].VolumeMounts = nil
+	set := parallelSetWithoutClaims(t, 1)
 	set.Spec.Template.Spec.Containers[0].Resources = needs2
 	stampNew(set, clock.now)
 	op, _ = PutOp(raftstore.StatefulSets, set, 0)
