@@ -29,9 +29,9 @@ type Result struct {
 	Err error
 }
 
-// FSM is the raft.FSM that holds the replicated state. Apply, Snapshot
-// and Restore are called by Raft from one goroutine; View and
-// WaitForIndex may be called from any goroutine at any time.
+// FSM is the raft.BatchingFSM that holds the replicated state. Apply,
+// ApplyBatch, Snapshot and Restore are called by Raft from one goroutine;
+// View and WaitForIndex may be called from any goroutine at any time.
 type FSM struct {
 	cur        atomic.Pointer[state]
 	dedupLimit int
@@ -42,7 +42,7 @@ type FSM struct {
 }
 
 // state is one immutable version of the FSM's contents. Nothing in it is
-// modified after it is published; the next Apply builds a new one.
+// modified after it is published; the next batch builds a new one.
 type state struct {
 	objects *iradix.Tree[Object]
 	// requests are the remembered requests, oldest first.

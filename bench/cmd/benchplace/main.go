@@ -89,6 +89,12 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds of each fleet of up to 1,000 agents; the best counts")
 	flag.IntVar(&o.leaderAgents, "leader-agents", 0, "also run a fleet of this many agents that all talk to the leader, to tell placement's cost from the watches'")
 	flag.Parse()
+	switch o.talk {
+	case talkAny, talkLeader, talkFollower:
+	default:
+		fmt.Fprintf(os.Stderr, "benchplace: -talk-to %q: want any, leader or follower\n", o.talk)
+		os.Exit(2)
+	}
 	for _, a := range strings.Split(agents, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(a))
 		if err != nil || n <= 0 {
@@ -246,8 +252,6 @@ func place(o options, n int, name, dir string) ([]bench.Result, error) {
 				break
 			}
 		}
-	default:
-		return nil, fmt.Errorf("-talk-to %q: want any, leader or follower", o.talk)
 	}
 	f := newFleet(leader.URL(""), talk, n)
 	defer f.hc.CloseIdleConnections()
