@@ -14,13 +14,18 @@ type Server struct {
 	Spec              ServerSpec `json:"spec"`
 }
 
-// ServerSpec says where a server listens.
+// ServerSpec says where a server listens and what it can read.
 type ServerSpec struct {
 	// RaftAddr is the address other servers reach its Raft transport at.
 	RaftAddr string `json:"raftAddr"`
 	// HTTPAddr is the address of its HTTP API, used to forward writes to
 	// the leader.
 	HTTPAddr string `json:"httpAddr"`
+	// LogVersion is the newest Raft log entry format the server's binary
+	// reads (raftstore.LogVersion); 0 for a server that predates it, which
+	// reads version 1. A leader writes an entry of a newer format only once
+	// every server of the cluster reads it.
+	LogVersion int `json:"logVersion,omitempty"`
 }
 
 // DeepCopyObject implements runtime.Object.

@@ -11,7 +11,21 @@ import (
 const (
 	// cmdTxn: the payload is a JSON-encoded Txn.
 	cmdTxn byte = 1
+	// cmdTxns: the payload is a JSON array of Txns the leader committed
+	// as one entry. Each applies as though it were an entry of its own at
+	// the entry's index, except that a transaction may not change an
+	// object an earlier one of the same entry changed: it fails with
+	// CodeConflict, so that an object's resourceVersion still names one
+	// version of it. Log version 2.
+	cmdTxns byte = 2
 )
+
+// LogVersion is the newest log entry format this binary reads and
+// writes: 1 is cmdTxn, 2 adds cmdTxns. A leader writes cmdTxns only once
+// every server of the configuration has recorded that it reads version 2
+// (see api.ServerSpec.LogVersion), so a cluster can be upgraded one
+// server at a time.
+const LogVersion = 2
 
 // OpType says what an Op does.
 type OpType string
@@ -129,6 +143,39 @@ func encodeTxn(txn Txn) ([]byte, error) {
 // EncodeTxn returns the Raft log entry that carries txn, as Store.Apply
 // submits it. It is for tests that drive an FSM directly.
 func EncodeTxn(txn Txn) ([]byte, error) { return encodeTxn(txn) }
+
+// encodeTxns returns the cmdTxns entry that carries the transactions
+// whose JSON encodings are txns.
+func encodeTxns(txns [][]byte) []byte {
+	n := 2 + len(txns)
+	for _, t := range txns {
+		n += len(t)
+	}
+	data := make([]byte, 0, n)
+	data = append(data, cmdTxns, '[')
+	for i, t := range txns {
+		if i > 0 {
+			data = append(data, ',')
+		}
+		data = append(data, t...)
+	}
+	return append(data, ']')
+}
+
+// EncodeTxns returns the Raft log entry that carries txns as one entry,
+// as the leader's Store submits writes that arrive together. It is for
+// tests that drive an FSM directly.
+func EncodeTxns(txns []Txn) ([]byte, error) {
+	enc := make([][]byte, len(txns))
+	for i, txn := range txns {
+		data, err := json.Marshal(txn)
+		if err != nil {
+			return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
+		}
+		enc[i] = data
+	}
+	return encodeTxns(enc), nil
+}
 
 // checkOp returns a CodeInvalid error if op is malformed, ignoring its
 // object's content (see decodeOpObject).

@@ -123,7 +123,6 @@ func TestRestoreRefusesDisorderedRequests(t *testing.T) {
 	for name, entries := range map[string][]requestEntry{
 		"repeated ID":      {{id: "a", rec: requestRecord{Index: 1}}, {id: "a", rec: requestRecord{Index: 2}}},
 		"not oldest first": {{id: "a", rec: requestRecord{Index: 2}}, {id: "b", rec: requestRecord{Index: 1}}},
-		"same index twice": {{id: "a", rec: requestRecord{Index: 2}}, {id: "b", rec: requestRecord{Index: 2}}},
 	} {
 		st := emptyState()
 		st.index = 2

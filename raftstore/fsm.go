@@ -125,11 +125,20 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			// counted as applied, as a non-batching FSM never sees them.
 			continue
 		}
-		txn, err := decodeCommand(l.Data)
+		txns, several, err := decodeCommand(l.Data)
 		if err != nil {
 			panic(fmt.Sprintf("raftstore: corrupt log entry %d: %v", l.Index, err))
 		}
-		out[i] = b.apply(l.Index, txn)
+		if !several {
+			out[i] = b.apply(l.Index, txns[0], nil)
+			continue
+		}
+		results := make([]Result, len(txns))
+		changed := map[string]bool{}
+		for j, txn := range txns {
+			results[j] = b.apply(l.Index, txn, changed)
+		}
+		out[i] = results
 	}
 	if b.index == cur.index {
 		return out
@@ -142,20 +151,29 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-// decodeCommand decodes the transaction a command entry carries.
-func decodeCommand(data []byte) (Txn, error) {
+// decodeCommand decodes the transactions a command entry carries: one
+// for cmdTxn, and several (so reported) for cmdTxns.
+func decodeCommand(data []byte) (txns []Txn, several bool, err error) {
 	if len(data) == 0 {
-		return Txn{}, fmt.Errorf("empty command")
+		return nil, false, fmt.Errorf("empty command")
 	}
 	switch data[0] {
 	case cmdTxn:
 		var txn Txn
 		if err := json.Unmarshal(data[1:], &txn); err != nil {
-			return Txn{}, fmt.Errorf("decode transaction: %w", err)
+			return nil, false, fmt.Errorf("decode transaction: %w", err)
 		}
-		return txn, nil
+		return []Txn{txn}, false, nil
+	case cmdTxns:
+		if err := json.Unmarshal(data[1:], &txns); err != nil {
+			return nil, false, fmt.Errorf("decode transactions: %w", err)
+		}
+		if len(txns) == 0 {
+			return nil, false, fmt.Errorf("an entry of transactions holds none")
+		}
+		return txns, true, nil
 	default:
-		return Txn{}, fmt.Errorf("unknown command type %d", data[0])
+		return nil, false, fmt.Errorf("unknown command type %d (written by a newer stead; run the same version on every server)", data[0])
 	}
 }
 
@@ -182,8 +200,10 @@ func newBatch(cur *state, ids requestIndex, limit int) *batch {
 	}
 }
 
-// apply applies txn at log index and returns its result.
-func (b *batch) apply(index uint64, txn Txn) Result {
+// apply applies txn at log index and returns its result. For a
+// transaction of a cmdTxns entry, changed holds the keys of the objects
+// the entry's transactions changed so far; apply adds txn's.
+func (b *batch) apply(index uint64, txn Txn, changed map[string]bool) Result {
 	b.index = index
 	if txn.RequestID != "" {
 		if rec, ok := b.ids[txn.RequestID]; ok {
@@ -192,10 +212,13 @@ func (b *batch) apply(index uint64, txn Txn) Result {
 			return rec.result()
 		}
 	}
-	writes, terr := planOps(b.objects, index, txn.Ops)
+	writes, terr := planOps(b.objects, index, txn.Ops, changed)
 	if terr == nil {
 		b.idx.index = index
 		for _, w := range writes {
+			if changed != nil {
+				changed[string(w.key)] = true
+			}
 			if w.new == nil {
 				b.objects.Delete(w.key)
 			} else {
@@ -246,8 +269,9 @@ type write struct {
 // planOps checks ops in order against objects at log index and returns
 // the writes they make, or the first failed precondition, in which case
 // nothing is to be written. Each op sees the effect of the ops before it.
-// objects is only read.
-func planOps(objects *iradix.Txn[Object], index uint64, ops []Op) ([]write, *TxnError) {
+// An op may not change an object whose key is in taken, the objects
+// earlier transactions of the same entry changed. objects is only read.
+func planOps(objects *iradix.Txn[Object], index uint64, ops []Op, taken map[string]bool) ([]write, *TxnError) {
 	version := strconv.FormatUint(index, 10)
 	writes := make([]write, 0, len(ops))
 	// planned holds what the ops so far wrote, by key: nil for deleted.
@@ -266,6 +290,9 @@ func planOps(objects *iradix.Txn[Object], index uint64, ops []Op) ([]write, *Txn
 		existing, exists := get(key)
 		if op.Type == OpEnsure && exists {
 			continue
+		}
+		if taken[string(key)] {
+			return nil, txnErr(CodeConflict, op, "changed by another write committed in the same log entry")
 		}
 		if op.IfAbsent && exists {
 			return nil, txnErr(CodeAlreadyExists, op, "object exists")

@@ -380,3 +380,103 @@ func TestFSMStampsGeneration(t *testing.T) {
 		t.Errorf("delete with a generation stamp: %v, want ErrInvalid", err)
 	}
 }
+
+// TestEntryOfSeveralTransactions: the transactions of one cmdTxns entry
+// apply in order at the entry's index, each as if alone, except that one
+// may not change an object an earlier one changed; a replay and a
+// snapshot give the same state and the same remembered answers.
+func TestEntryOfSeveralTransactions(t *testing.T) {
+	l := newFSMLog(t)
+	if res := l.apply(raftstore.Txn{RequestID: "base", Ops: []raftstore.Op{
+		put(t, namespace("default")), put(t, pod("default", "web-0", "v", "1")),
+	}}); res.Err != nil || res.Index != 1 {
+		t.Fatalf("base: %+v", res)
+	}
+	txns := []raftstore.Txn{
+		{RequestID: "create-web-1", Ops: []raftstore.Op{ensure(t, namespace("default")), putIfAbsent(t, pod("default", "web-1"))}},
+		{RequestID: "update-web-0", Ops: []raftstore.Op{putIfVersion(t, pod("default", "web-0", "v", "2"), 1)}},
+		{RequestID: "overwrite-web-0", Ops: []raftstore.Op{put(t, pod("default", "web-2")), put(t, pod("default", "web-0", "v", "3"))}},
+		{RequestID: "ensure-db", Ops: []raftstore.Op{ensure(t, namespace("db"))}},
+		{RequestID: "ensure-db-again", Ops: []raftstore.Op{ensure(t, namespace("db"))}},
+		{RequestID: "create-web-1", Ops: []raftstore.Op{putIfAbsent(t, pod("default", "web-1"))}},
+		{RequestID: "delete-web-1", Ops: []raftstore.Op{del(raftstore.Pods, "default", "web-1")}},
+		{RequestID: "missing", Ops: []raftstore.Op{putIfVersion(t, pod("default", "nope"), 1)}},
+		{RequestID: "create-web-3", Ops: []raftstore.Op{putIfAbsent(t, pod("default", "web-3"))}},
+	}
+	wantErr := map[string]error{
+		"overwrite-web-0": raftstore.ErrConflict,
+		"delete-web-1":    raftstore.ErrConflict,
+		"missing":         raftstore.ErrNotFound,
+	}
+	results := l.applyEntry(txns...)
+	if len(results) != len(txns) {
+		t.Fatalf("%d results for %d transactions", len(results), len(txns))
+	}
+	for i, res := range results {
+		id := txns[i].RequestID
+		if res.Index != 2 {
+			t.Errorf("%s (#%d): index %d, want 2", id, i, res.Index)
+		}
+		if want := wantErr[id]; !errors.Is(res.Err, want) || (want == nil && res.Err != nil) {
+			t.Errorf("%s (#%d): %v, want %v", id, i, res.Err, want)
+		}
+	}
+	want := []string{
+		"namespaces /db rv=2", "namespaces /default rv=1",
+		"pods default/web-0 rv=2", "pods default/web-1 rv=2", "pods default/web-3 rv=2",
+	}
+	got := filterKinds(dump(l.fsm.View()), "namespaces", "pods")
+	if !slices.Equal(got, want) {
+		t.Errorf("state after the entry:\n got %q\nwant %q", got, want)
+	}
+	if p, ok := l.fsm.View().Get(raftstore.Pods, "default", "web-0"); !ok || p.GetLabels()["v"] != "2" {
+		t.Errorf("web-0 = %v, want the update of update-web-0", p)
+	}
+
+	// A retry of a refused transaction, in an entry of its own, gets the
+	// first answer.
+	if res := l.apply(txns[2]); res.Index != 2 || !errors.Is(res.Err, raftstore.ErrConflict) {
+		t.Errorf("retry of overwrite-web-0: %+v, want the conflict at index 2", res)
+	}
+
+	// Replaying the log, and restoring a snapshot, give the same state
+	// and remember the same answers.
+	replay := raftstore.NewFSM()
+	for _, e := range l.entries {
+		replay.Apply(e)
+	}
+	restored := raftstore.NewFSM()
+	snap, err := l.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(restored, persist(t, snap)); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]*raftstore.FSM{"replay": replay, "restore": restored} {
+		if got := dump(f.View()); !slices.Equal(got, dump(l.fsm.View())) {
+			t.Errorf("%s: state %q, want %q", name, got, dump(l.fsm.View()))
+		}
+		for i, txn := range txns {
+			data, err := raftstore.EncodeTxn(txn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := f.Apply(&raft.Log{Index: 10 + uint64(i), Term: 1, Type: raft.LogCommand, Data: data}).(raftstore.Result)
+			if !sameResult(res, results[i]) {
+				t.Errorf("%s: repeat of %s: %+v, want %+v", name, txn.RequestID, res, results[i])
+			}
+		}
+	}
+}
+
+// filterKinds keeps the lines of a dump of the given kinds.
+func filterKinds(lines []string, kinds ...string) []string {
+	var out []string
+	for _, l := range lines {
+		if k, _, _ := strings.Cut(l, " "); slices.Contains(kinds, k) {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -38,6 +38,19 @@ func (l *fsmLog) apply(txn raftstore.Txn) raftstore.Result {
 	return l.fsm.Apply(e).(raftstore.Result)
 }
 
+// applyEntry appends one entry carrying txns, as the leader commits
+// writes that arrive together, applies it and returns each one's result.
+func (l *fsmLog) applyEntry(txns ...raftstore.Txn) []raftstore.Result {
+	l.t.Helper()
+	data, err := raftstore.EncodeTxns(txns)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	e := &raft.Log{Index: uint64(len(l.entries) + 1), Term: 1, Type: raft.LogCommand, Data: data}
+	l.entries = append(l.entries, e)
+	return l.fsm.Apply(e).([]raftstore.Result)
+}
+
 func put(t testing.TB, obj raftstore.Object) raftstore.Op {
 	t.Helper()
 	kind, err := raftstore.KindOf(obj)

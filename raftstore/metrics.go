@@ -9,6 +9,7 @@ import (
 // (tests, benchmarks) do not collide.
 type storeMetrics struct {
 	apply         prometheus.Histogram
+	entryWrites   prometheus.Histogram
 	leaderChanges prometheus.Counter
 }
 
@@ -19,6 +20,11 @@ func newStoreMetrics() *storeMetrics {
 			Help:    "Time from submitting a transaction on the leader until it is committed and applied.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		entryWrites: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "stead_raft_entry_writes",
+			Help:    "Writes the leader committed per Raft log entry: more than one when writes arrive together.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+		}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stead_raft_leadership_changes_total",
 			Help: "Times this server gained or lost leadership.",
@@ -27,11 +33,12 @@ func newStoreMetrics() *storeMetrics {
 }
 
 // Collectors returns the store's metrics for a Prometheus registry: apply
-// latency, leadership changes, whether this server leads, and the applied
-// index.
+// latency, writes per entry, leadership changes, whether this server
+// leads, and the applied index.
 func (s *Store) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		s.metrics.apply,
+		s.metrics.entryWrites,
 		s.metrics.leaderChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "stead_raft_leader",

@@ -117,7 +117,7 @@ func readSnapshot(r io.Reader) (*state, error) {
 	st.index = hdr.Index
 	seen := make(map[string]bool, len(hdr.Requests))
 	for i, req := range hdr.Requests {
-		if seen[req.ID] || (i > 0 && req.Index <= hdr.Requests[i-1].Index) {
+		if seen[req.ID] || (i > 0 && req.Index < hdr.Requests[i-1].Index) {
 			return nil, fmt.Errorf("request %d (%q at index %d): the requests are not unique and oldest first", i, req.ID, req.Index)
 		}
 		seen[req.ID] = true

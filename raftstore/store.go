@@ -85,6 +85,11 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 
+	// MaxWritesPerEntry is how many writes that arrive together the
+	// leader may commit as one log entry, once every server reads such
+	// entries (LogVersion 2). 0 means 128; 1 commits each write alone.
+	MaxWritesPerEntry int
+
 	// OnStorageError is called with any error writing the Raft log or
 	// stable store. Such an error may mean a failed fsync, after which the
 	// server must not go on; nil means panic, which ends the process.
@@ -122,6 +127,7 @@ type Store struct {
 	mark *stateMark // the member marker, written with the first Raft state
 
 	metrics *storeMetrics
+	commit  *committer // the leader's writes go through it
 
 	mu     sync.Mutex
 	leader bool
@@ -165,8 +171,17 @@ func Open(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open raft store %s: %w", cfg.ID, err)
 	}
-	s.wg.Add(1)
+	maxWrites := cfg.MaxWritesPerEntry
+	if maxWrites == 0 {
+		maxWrites = maxEntryWrites
+	}
+	s.commit = newCommitter(s.raft, s.metrics, s.readersOfSeveral, maxWrites)
+	s.wg.Add(2)
 	go s.watchLeadership()
+	go func() {
+		defer s.wg.Done()
+		s.commit.run(s.done)
+	}()
 	return s, nil
 }
 
@@ -445,6 +460,8 @@ func (s *Store) WaitForChanges(ctx context.Context, keys []ChangeKey, after uint
 // at which it applied (the resourceVersion of every object it put). A
 // *TxnError comes with the index of the entry that was refused. ctx
 // bounds the whole call, including the wait for a full apply queue.
+// Writes that arrive together may share one entry, and so one index; each
+// still gets its own result (see group.go).
 //
 // Errors:
 //   - ErrNoRequestID, or a *TxnError with CodeInvalid for a malformed txn;
@@ -461,10 +478,6 @@ func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 	if err := ValidateTxn(txn); err != nil {
 		return 0, err
 	}
-	data, err := encodeTxn(txn)
-	if err != nil {
-		return 0, err
-	}
 	if s.raft.State() != raft.Leader {
 		return 0, s.notLeader()
 	}
@@ -472,40 +485,30 @@ func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("apply %s: %w", txn.RequestID, err)
 	}
-	// Enqueueing can block on a full queue and the future resolves only
-	// when Raft is done with the entry; neither watches ctx.
-	type applied struct {
-		f   raft.ApplyFuture
-		err error
+	p, err := newPending(txn, timeout)
+	if err != nil {
+		return 0, err
 	}
-	done := make(chan applied, 1)
-	start := time.Now()
-	go func() {
-		f := s.raft.Apply(data, timeout)
-		err := f.Error()
-		if err == nil {
-			s.metrics.apply.Observe(time.Since(start).Seconds())
-		}
-		done <- applied{f, err}
-	}()
+	select {
+	case s.commit.queue <- p:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("apply %s: %w", txn.RequestID, ctx.Err())
+	case <-s.done:
+		return 0, fmt.Errorf("apply %s: %w", txn.RequestID, raft.ErrRaftShutdown)
+	}
 	var a applied
 	select {
-	case a = <-done:
+	case a = <-p.done:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, ctx.Err())
 	}
-	f := a.f
 	if err := a.err; err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return 0, s.notLeader()
 		}
 		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, err)
 	}
-	res, ok := f.Response().(Result)
-	if !ok {
-		return 0, fmt.Errorf("apply %s: unexpected response %T", txn.RequestID, f.Response())
-	}
-	return res.Index, res.Err
+	return a.res.Index, a.res.Err
 }
 
 // IsLeader reports whether this server is the leader right now. Use

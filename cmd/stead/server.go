@@ -285,7 +285,7 @@ func startServer(ctx context.Context, o serverOptions, log hclog.Logger) (_ *run
 	// replicates to it), and is a member restarting no more than before.
 	req := func() httpapi.JoinRequest {
 		return httpapi.JoinRequest{ID: o.id, RaftAddr: advertise, HTTPAddr: addr, ClusterID: store.ClusterID(),
-			HasState: plan.hadState || store.HasState(), Formed: plan.formed}
+			HasState: plan.hadState || store.HasState(), Formed: plan.formed, LogVersion: raftstore.LogVersion}
 	}
 	switch {
 	case plan.joinFirst:

@@ -346,9 +346,9 @@ func TestACLRefusals(t *testing.T) {
 		{"agent-a cert, management token", post, "/v1/apply", []byte(webYAML), 403},
 
 		// Joins need a server certificate, whatever the token.
-		{"agent-a", post, "/v1/join", mustJSON(t, JoinRequest{ID: "evil", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", ClusterID: "c1"}), 403},
-		{"agent-a cert, management token", post, "/v1/join", mustJSON(t, JoinRequest{ID: "evil", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", ClusterID: "c1"}), 403},
-		{"management", post, "/v1/join", mustJSON(t, JoinRequest{ID: "evil", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", ClusterID: "c1"}), 403},
+		{"agent-a", post, "/v1/join", mustJSON(t, JoinRequest{ID: "evil", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", ClusterID: "c1", LogVersion: raftstore.LogVersion}), 403},
+		{"agent-a cert, management token", post, "/v1/join", mustJSON(t, JoinRequest{ID: "evil", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", ClusterID: "c1", LogVersion: raftstore.LogVersion}), 403},
+		{"management", post, "/v1/join", mustJSON(t, JoinRequest{ID: "evil", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", ClusterID: "c1", LogVersion: raftstore.LogVersion}), 403},
 
 		// Management, refused for what it asks, not who it is.
 		{"management", post, "/v1/acl/bootstrap", nil, 409},
@@ -611,7 +611,7 @@ func TestJoinOverTLS(t *testing.T) {
 	s1 := startSecure(t, ca, "s1", true, Security{ACL: true})
 	s2 := startSecure(t, ca, "s2", false, Security{ACL: true})
 	join := func(via *secureServer, ss *secureServer, ld *api.TLS) error {
-		req := JoinRequest{ID: ss.id, RaftAddr: ss.store.Addr(), HTTPAddr: ss.addr, ClusterID: "c1"}
+		req := JoinRequest{ID: ss.id, RaftAddr: ss.store.Addr(), HTTPAddr: ss.addr, ClusterID: "c1", LogVersion: raftstore.LogVersion}
 		return call(via.client(t, ld, ""), http.MethodPost, "/v1/join", mustJSON(t, req), nil)
 	}
 	if err := join(s1, s2, s2.ld); err != nil {

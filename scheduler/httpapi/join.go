@@ -36,6 +36,10 @@ type JoinRequest struct {
 	// took part. Only the joiner can know this, from what it saw while
 	// the cluster formed.
 	Formed bool `json:"formed,omitempty"`
+	// LogVersion is the newest Raft log entry format the joiner reads
+	// (raftstore.LogVersion); absent from servers that predate it, which
+	// read version 1.
+	LogVersion int `json:"logVersion,omitempty"`
 }
 
 // JoinResponse is the answer to an accepted JoinRequest.
@@ -212,12 +216,18 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, body []byte) error
 	if current != nil && !req.HasState && !req.Formed {
 		return conflict("%s", lostStateMessage(req.ID))
 	}
+	if current == nil && req.LogVersion < raftstore.LogVersion {
+		// Its record would hold the others back from the newer entries, but
+		// the log it would replicate may hold some already.
+		return conflict("server %s runs a stead that reads Raft log version %d, and this cluster's servers write version %d. "+
+			"Start it with the stead version the cluster's servers run", req.ID, max(req.LogVersion, 1), raftstore.LogVersion)
+	}
 	if current == nil || !current.Voter || current.Addr != req.RaftAddr {
 		if err := st.AddVoter(r.Context(), req.ID, req.RaftAddr); err != nil {
 			return fmt.Errorf("add voter %s at %s: %w", req.ID, req.RaftAddr, err)
 		}
 	}
-	if err := s.Register(r.Context(), req.ID, req.RaftAddr, req.HTTPAddr); err != nil {
+	if err := s.register(r.Context(), req.ID, api.ServerSpec{RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, LogVersion: req.LogVersion}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, st.View().Index(), JoinResponse{Joined: req.ID, ClusterID: ours})
@@ -243,14 +253,20 @@ func conflict(format string, args ...any) error {
 	}}
 }
 
-// Register records, on the leader, where server id listens, unless the
-// state already says so. The leader calls it for itself when it takes
-// office, so followers can always find the leader's API.
+// Register records, on the leader, where server id, which runs this
+// binary, listens, unless the state already says so. The leader calls it
+// for itself when it takes office, so followers can always find the
+// leader's API.
 func (s *Server) Register(ctx context.Context, id, raftAddr, httpAddr string) error {
+	return s.register(ctx, id, api.ServerSpec{RaftAddr: raftAddr, HTTPAddr: httpAddr, LogVersion: raftstore.LogVersion})
+}
+
+// register records spec as server id's, unless the state already says so.
+func (s *Server) register(ctx context.Context, id string, spec api.ServerSpec) error {
 	want := &api.Server{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "stead.io/v1", Kind: "Server"},
 		ObjectMeta: metav1.ObjectMeta{Name: id},
-		Spec:       api.ServerSpec{RaftAddr: raftAddr, HTTPAddr: httpAddr},
+		Spec:       spec,
 	}
 	v := s.cfg.Store.View()
 	var current uint64

@@ -81,7 +81,7 @@ func TestJoinChecksClusterAndLostState(t *testing.T) {
 	s1 := startClusterServer(t, "s1", s1Addr, []raftstore.Member{{ID: "s1", Addr: s1Addr, Voter: true}})
 	leaderOf(t, s1)
 	s2 := startClusterServer(t, "s2", freeAddr(t), nil)
-	s2req := JoinRequest{ID: "s2", RaftAddr: s2.store.Addr(), HTTPAddr: s2.httpAddr(), ClusterID: "c1"}
+	s2req := JoinRequest{ID: "s2", RaftAddr: s2.store.Addr(), HTTPAddr: s2.httpAddr(), ClusterID: "c1", LogVersion: raftstore.LogVersion}
 
 	steps := []struct {
 		name string
@@ -92,11 +92,14 @@ func TestJoinChecksClusterAndLostState(t *testing.T) {
 			`its data directory belongs to cluster "c9", and this is cluster "c1"`},
 		{"state without a cluster id", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, HasState: true},
 			`belongs to cluster "", and this is cluster "c1"`},
+		{"a new server of an older stead", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, ClusterID: "c1"},
+			"server s2 runs a stead that reads Raft log version 1, and this cluster's servers write version 2"},
 		{"a new server", s2req, ""},
-		{"the member restarting", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, ClusterID: "c1", HasState: true}, ""},
+		{"the member restarting with an older stead", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, ClusterID: "c1", HasState: true}, ""},
+		{"the member restarting", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, ClusterID: "c1", HasState: true, LogVersion: raftstore.LogVersion}, ""},
 		{"the member without its state", s2req,
 			"server s2 is a member of this cluster, but it started without its Raft state"},
-		{"another id at a member's address", JoinRequest{ID: "s9", RaftAddr: s2req.RaftAddr, HTTPAddr: "127.0.0.1:1", ClusterID: "c1"},
+		{"another id at a member's address", JoinRequest{ID: "s9", RaftAddr: s2req.RaftAddr, HTTPAddr: "127.0.0.1:1", ClusterID: "c1", LogVersion: raftstore.LogVersion},
 			"Raft address " + s2req.RaftAddr + " is server s2's"},
 	}
 	for _, step := range steps {
@@ -106,6 +109,14 @@ func TestJoinChecksClusterAndLostState(t *testing.T) {
 			t.Fatalf("%s: %v", step.name, err)
 		case step.want != "" && (!apierrors.IsConflict(err) || !strings.Contains(err.Error(), step.want)):
 			t.Fatalf("%s: %v, want a conflict saying %q", step.name, err, step.want)
+		}
+		if step.want == "" {
+			// The record says what log version the server reads, as of its
+			// last join.
+			rec, ok := serverInfo(s1.store.View(), "s2")
+			if !ok || rec.Spec.LogVersion != step.req.LogVersion {
+				t.Fatalf("%s: s2's record %+v, want log version %d", step.name, rec, step.req.LogVersion)
+			}
 		}
 	}
 	members, err := s1.store.Members()
@@ -130,7 +141,7 @@ func TestJoinOfBootstrapMemberStartedLate(t *testing.T) {
 	s2 := startClusterServer(t, "s2", addrs[1], all)
 	leader := leaderOf(t, s1, s2)
 	s3 := startClusterServer(t, "s3", addrs[2], nil)
-	req := JoinRequest{ID: "s3", RaftAddr: addrs[2], HTTPAddr: s3.httpAddr(), ClusterID: "c1"}
+	req := JoinRequest{ID: "s3", RaftAddr: addrs[2], HTTPAddr: s3.httpAddr(), ClusterID: "c1", LogVersion: raftstore.LogVersion}
 	if err := joinVia(leader, req); !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "started without its Raft state") {
 		t.Fatalf("join of a listed server without state: %v, want a conflict", err)
 	}
@@ -151,10 +162,10 @@ func TestOperatorRaftConfigurationAndRemovePeer(t *testing.T) {
 	s2 := startClusterServer(t, "s2", freeAddr(t), nil)
 	s3 := startClusterServer(t, "s3", freeAddr(t), nil)
 	for _, s := range []*testServer{s2, s3} {
-		if err := joinVia(s, JoinRequest{ID: s.api.cfg.ID, RaftAddr: s.store.Addr(), HTTPAddr: s.httpAddr(), ClusterID: "c1"}); err == nil {
+		if err := joinVia(s, JoinRequest{ID: s.api.cfg.ID, RaftAddr: s.store.Addr(), HTTPAddr: s.httpAddr(), ClusterID: "c1", LogVersion: raftstore.LogVersion}); err == nil {
 			t.Fatalf("%s joined itself while in no cluster", s.api.cfg.ID)
 		}
-		if err := joinVia(s1, JoinRequest{ID: s.api.cfg.ID, RaftAddr: s.store.Addr(), HTTPAddr: s.httpAddr(), ClusterID: "c1"}); err != nil {
+		if err := joinVia(s1, JoinRequest{ID: s.api.cfg.ID, RaftAddr: s.store.Addr(), HTTPAddr: s.httpAddr(), ClusterID: "c1", LogVersion: raftstore.LogVersion}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -538,7 +538,7 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	s3 := startServer(t, "s3", false)
 	ctx := context.Background()
 	for _, s := range []*testServer{s2, s3} {
-		body, _ := json.Marshal(JoinRequest{ID: s.api.cfg.ID, RaftAddr: string(s.store.Addr()), HTTPAddr: s.http.Listener.Addr().String()})
+		body, _ := json.Marshal(JoinRequest{ID: s.api.cfg.ID, RaftAddr: string(s.store.Addr()), HTTPAddr: s.http.Listener.Addr().String(), LogVersion: raftstore.LogVersion})
 		// Join through s3's or s2's own API: a follower forwards the join too.
 		if _, err := s.client.Do(ctx, http.MethodPost, "/v1/join", nil, body, nil); err == nil {
 			t.Fatalf("%s joined itself while not in a cluster", s.api.cfg.ID)

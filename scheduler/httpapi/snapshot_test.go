@@ -28,7 +28,7 @@ func TestSnapshotSaveAndRestore(t *testing.T) {
 	s2 := startClusterServer(t, "s2", freeAddr(t), nil)
 	s3 := startClusterServer(t, "s3", freeAddr(t), nil)
 	for _, s := range []*testServer{s2, s3} {
-		if err := joinVia(s1, JoinRequest{ID: s.api.cfg.ID, RaftAddr: s.store.Addr(), HTTPAddr: s.httpAddr(), ClusterID: "c1"}); err != nil {
+		if err := joinVia(s1, JoinRequest{ID: s.api.cfg.ID, RaftAddr: s.store.Addr(), HTTPAddr: s.httpAddr(), ClusterID: "c1", LogVersion: raftstore.LogVersion}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -59,7 +59,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each phase, Stead's and the baseline's alternating; the best counts")
 	flag.IntVar(&o.clients, "clients", 64, "clients of the concurrent phase")
 	flag.StringVar(&o.benchserver, "benchserver", "", "run Stead as this benchserver binary (the same parts as stead server, with profiling) instead of -stead")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "with -benchserver, write a CPU profile of Stead's leader during the first concurrent round here")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "with -benchserver, write CPU profiles of Stead's servers during the first concurrent round: the leader's to this file, each follower's beside it with the suffix .follower1, .follower2")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchraft:", err)
@@ -153,15 +153,23 @@ func run(o options) error {
 			progress("%s, round %d/%d: baseline", ph.name, r+1, o.rounds)
 			bs = append(bs, load(ph.clients, o.duration, bareOp, barePIDs...))
 			progress("%s, round %d/%d: Stead", ph.name, r+1, o.rounds)
-			profiled := make(chan error, 1)
+			profiled := make(chan error, len(cluster.Servers))
+			profiles := 0
 			if o.cpuprofile != "" && o.benchserver != "" && ph.clients > 1 && r == 0 {
-				go func() { profiled <- bench.CPUProfile(ctx, cluster.Leader().ExtraAddr, o.cpuprofile, o.duration) }()
-			} else {
-				profiled <- nil
+				for i, s := range cluster.Servers {
+					path := o.cpuprofile
+					if i > 0 {
+						path += fmt.Sprintf(".follower%d", i)
+					}
+					profiles++
+					go func() { profiled <- bench.CPUProfile(ctx, s.ExtraAddr, path, o.duration) }()
+				}
 			}
 			ss = append(ss, load(ph.clients, o.duration, stead.write, steadPIDs...))
-			if err := <-profiled; err != nil {
-				progress("%v", err)
+			for range profiles {
+				if err := <-profiled; err != nil {
+					progress("%v", err)
+				}
 			}
 		}
 		b, s := best(bs), best(ss)

@@ -178,7 +178,7 @@ func (t *term) end() {
 
 // join asks the server at o.join to add this one, until it accepts.
 func join(ctx context.Context, o options, log hclog.Logger) {
-	body, _ := json.Marshal(httpapi.JoinRequest{ID: o.id, RaftAddr: o.raftAddr, HTTPAddr: o.httpAddr})
+	body, _ := json.Marshal(httpapi.JoinRequest{ID: o.id, RaftAddr: o.raftAddr, HTTPAddr: o.httpAddr, LogVersion: raftstore.LogVersion})
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+o.join+"/v1/join", bytes.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)

@@ -1,0 +1,269 @@
+package raftstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/stead-io/stead/api"
+)
+
+// Group commit. The leader's writes go to Raft through one committer,
+// which lets at most entriesInFlight entries be in flight at once. Writes
+// that arrive while they are share the next entry (cmdTxns), so that
+// under load Raft's per-entry costs (encoding, storing and sending each
+// entry) are paid once for many writes. A write alone, as every write of
+// a single client is, goes as a cmdTxn entry as before, with no wait.
+const (
+	entriesInFlight = 2
+	maxEntryWrites  = 128
+	maxEntryBytes   = 256 << 10
+	// readersCheckEvery is how often the leader looks again at whether
+	// every server reads cmdTxns entries.
+	readersCheckEvery = time.Second
+)
+
+// pending is one write waiting for its entry to be applied.
+type pending struct {
+	txn  Txn
+	data []byte // txn's JSON encoding
+	// changes are the keys its puts and deletes change, ensures those its
+	// ensures may create. Two writes share an entry only if neither may
+	// change an object the other may change (two ensures may share one).
+	changes, ensures []string
+	timeout          time.Duration
+	start            time.Time
+	done             chan applied // buffered: the committer never waits on it
+}
+
+// applied is the outcome of a pending write: its Result, or the error of
+// the entry that carried it.
+type applied struct {
+	res Result
+	err error
+}
+
+func newPending(txn Txn, timeout time.Duration) (*pending, error) {
+	data, err := json.Marshal(txn)
+	if err != nil {
+		return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
+	}
+	p := &pending{txn: txn, data: data, timeout: timeout, start: time.Now(), done: make(chan applied, 1)}
+	for _, op := range txn.Ops {
+		key := string(objectKey(op.Kind, op.Namespace, op.Name))
+		if op.Type == OpEnsure {
+			p.ensures = append(p.ensures, key)
+		} else {
+			p.changes = append(p.changes, key)
+		}
+	}
+	return p, nil
+}
+
+// committer submits the leader's writes to Raft, several to an entry when
+// they arrive together.
+type committer struct {
+	raft    *raft.Raft
+	queue   chan *pending
+	slots   chan struct{} // one per entry in flight
+	metrics *storeMetrics
+	// readers reports whether every server of the configuration reads
+	// cmdTxns entries; checked at most every readersCheckEvery.
+	readers     func() bool
+	checkedAt   time.Time
+	severalOK   bool
+	maxWrites   int
+	entriesWait sync.WaitGroup
+}
+
+func newCommitter(r *raft.Raft, m *storeMetrics, readers func() bool, maxWrites int) *committer {
+	return &committer{
+		raft:      r,
+		queue:     make(chan *pending, 4*maxEntryWrites),
+		slots:     make(chan struct{}, entriesInFlight),
+		metrics:   m,
+		readers:   readers,
+		maxWrites: maxWrites,
+	}
+}
+
+// run submits queued writes until done is closed, then fails those still
+// queued with raft.ErrRaftShutdown once the entries in flight resolve.
+func (c *committer) run(done <-chan struct{}) {
+	defer c.entriesWait.Wait()
+	var waiting []*pending
+	for {
+		if len(waiting) == 0 {
+			select {
+			case p := <-c.queue:
+				waiting = append(waiting, p)
+			case <-done:
+				return
+			}
+		}
+		// The next entry starts once one in flight is done; what arrives
+		// meanwhile joins it.
+	wait:
+		for {
+			select {
+			case c.slots <- struct{}{}:
+				break wait
+			case p := <-c.queue:
+				waiting = append(waiting, p)
+			case <-done:
+				c.fail(waiting, raft.ErrRaftShutdown)
+				return
+			}
+		}
+		for drained := false; !drained; {
+			select {
+			case p := <-c.queue:
+				waiting = append(waiting, p)
+			default:
+				drained = true
+			}
+		}
+		var entry []*pending
+		entry, waiting = c.take(waiting)
+		c.submit(entry)
+	}
+}
+
+// take splits off the writes of the next entry: the oldest, and after it
+// as many as fit, up to the first that changes an object one before it
+// changes. It takes one alone until every server reads cmdTxns.
+func (c *committer) take(waiting []*pending) (entry, rest []*pending) {
+	if len(waiting) == 1 || !c.severalAllowed() {
+		return waiting[:1], waiting[1:]
+	}
+	// Keys changed by the entry so far (true), or only ensured (false).
+	keys := map[string]bool{}
+	size, n := 0, 0
+	for _, p := range waiting {
+		if n == c.maxWrites || (n > 0 && size+len(p.data) > maxEntryBytes) || clashes(p, keys) {
+			break
+		}
+		for _, k := range p.ensures {
+			if _, ok := keys[k]; !ok {
+				keys[k] = false
+			}
+		}
+		for _, k := range p.changes {
+			keys[k] = true
+		}
+		size += len(p.data)
+		n++
+	}
+	return waiting[:n], waiting[n:]
+}
+
+// clashes reports whether p may change an object the writes of keys may
+// change: keys maps what they change to true, what they only ensure to
+// false.
+func clashes(p *pending, keys map[string]bool) bool {
+	for _, k := range p.changes {
+		if _, ok := keys[k]; ok {
+			return true
+		}
+	}
+	for _, k := range p.ensures {
+		if keys[k] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *committer) severalAllowed() bool {
+	if c.maxWrites < 2 {
+		return false
+	}
+	if now := time.Now(); now.Sub(c.checkedAt) >= readersCheckEvery {
+		c.severalOK, c.checkedAt = c.readers(), now
+	}
+	return c.severalOK
+}
+
+// submit hands entry to Raft and, without waiting, arranges for each of
+// its writes to get its outcome and for its slot to be freed.
+func (c *committer) submit(entry []*pending) {
+	var data []byte
+	timeout := entry[0].timeout
+	if len(entry) == 1 {
+		data = append([]byte{cmdTxn}, entry[0].data...)
+	} else {
+		txns := make([][]byte, len(entry))
+		for i, p := range entry {
+			txns[i] = p.data
+			if p.timeout == 0 || (timeout != 0 && p.timeout > timeout) {
+				timeout = p.timeout
+			}
+		}
+		data = encodeTxns(txns)
+	}
+	c.metrics.entryWrites.Observe(float64(len(entry)))
+	f := c.raft.Apply(data, timeout)
+	c.entriesWait.Add(1)
+	go func() {
+		defer c.entriesWait.Done()
+		err := f.Error()
+		<-c.slots
+		if err != nil {
+			c.fail(entry, err)
+			return
+		}
+		results, err := entryResults(f.Response(), len(entry))
+		if err != nil {
+			c.fail(entry, err)
+			return
+		}
+		for i, p := range entry {
+			c.metrics.apply.Observe(time.Since(p.start).Seconds())
+			p.done <- applied{res: results[i]}
+		}
+	}()
+}
+
+// entryResults returns the results of an entry of n writes from its
+// future's response.
+func entryResults(resp any, n int) ([]Result, error) {
+	switch r := resp.(type) {
+	case Result:
+		if n == 1 {
+			return []Result{r}, nil
+		}
+	case []Result:
+		if len(r) == n {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("unexpected response %T to an entry of %d writes", resp, n)
+}
+
+func (c *committer) fail(ps []*pending, err error) {
+	for _, p := range ps {
+		p.done <- applied{err: err}
+	}
+}
+
+// readersOfSeveral reports whether every server of the Raft
+// configuration has recorded, in its server record, that it reads
+// cmdTxns entries (log version 2).
+func (s *Store) readersOfSeveral() bool {
+	members, err := s.Members()
+	if err != nil {
+		return false
+	}
+	v := s.View()
+	for _, m := range members {
+		obj, ok := v.Get(Servers, "", m.ID)
+		srv, isServer := obj.(*api.Server)
+		if !ok || !isServer || srv.Spec.LogVersion < 2 {
+			return false
+		}
+	}
+	return true
+}
