@@ -37,6 +37,8 @@ results="$out/results.jsonl"
 : >"$results"
 
 echo "bench: building into $out/bin" >&2
+# As the Makefile builds Stead: encoding/json on Go's v2 implementation.
+export GOEXPERIMENT=jsonv2
 CGO_ENABLED=0 go build -trimpath -o "$out/bin/stead" ./cmd/stead
 go build -o "$out/bin/" ./bench/cmd/...
 # The Go benchmarks run from their package's directory (testdata, sources).
