@@ -501,6 +501,8 @@ func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 	case a = <-p.done:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, ctx.Err())
+	case <-s.done:
+		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, raft.ErrRaftShutdown)
 	}
 	if err := a.err; err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
