@@ -12,11 +12,13 @@ import (
 )
 
 // Group commit. The leader's writes go to Raft through one committer,
-// which lets at most entriesInFlight entries be in flight at once. Writes
-// that arrive while they are share the next entry (cmdTxns), so that
-// under load Raft's per-entry costs (encoding, storing and sending each
-// entry) are paid once for many writes. A write alone, as every write of
-// a single client is, goes as a cmdTxn entry as before, with no wait.
+// which lets at most entriesInFlight entries that are not full be in
+// flight at once. Writes that arrive while they are share the next entry
+// (cmdTxns), so that under load Raft's per-entry costs (storing, syncing
+// and sending each entry) are paid once for many writes. A full entry
+// (maxEntryWrites writes or maxEntryBytes) goes at once: waiting would
+// not make it bigger. A write alone, as every write of a single client
+// is, goes as a cmdTxn entry as before, with no wait.
 const (
 	entriesInFlight = 2
 	maxEntryWrites  = 128
@@ -104,13 +106,14 @@ func (c *committer) run(done <-chan struct{}) {
 				return
 			}
 		}
-		// The next entry starts once one in flight is done; what arrives
-		// meanwhile joins it.
-	wait:
-		for {
+		// The next entry starts once one in flight is done, and what
+		// arrives meanwhile joins it; but waiting makes a full entry no
+		// bigger, so a full one starts at once.
+		slot := false
+		for !slot && !c.full(waiting) {
 			select {
 			case c.slots <- struct{}{}:
-				break wait
+				slot = true
 			case p := <-c.queue:
 				waiting = append(waiting, p)
 			case <-done:
@@ -128,8 +131,24 @@ func (c *committer) run(done <-chan struct{}) {
 		}
 		var entry []*pending
 		entry, waiting = c.take(waiting)
-		c.submit(entry)
+		c.submit(entry, slot)
 	}
+}
+
+// full reports whether the writes waiting fill an entry: as many writes
+// or bytes as one holds, or any write while each entry carries one (until
+// every server reads cmdTxns).
+func (c *committer) full(waiting []*pending) bool {
+	if !c.severalAllowed() || len(waiting) >= c.maxWrites {
+		return true
+	}
+	size := 0
+	for _, p := range waiting {
+		if size += len(p.data); size >= maxEntryBytes {
+			return true
+		}
+	}
+	return false
 }
 
 // take splits off the writes of the next entry: the oldest, and after it
@@ -188,8 +207,9 @@ func (c *committer) severalAllowed() bool {
 }
 
 // submit hands entry to Raft and, without waiting, arranges for each of
-// its writes to get its outcome and for its slot to be freed.
-func (c *committer) submit(entry []*pending) {
+// its writes to get its outcome and for its slot, if it took one, to be
+// freed.
+func (c *committer) submit(entry []*pending, slot bool) {
 	var data []byte
 	timeout := entry[0].timeout
 	if len(entry) == 1 {
@@ -210,7 +230,9 @@ func (c *committer) submit(entry []*pending) {
 	go func() {
 		defer c.entriesWait.Done()
 		err := f.Error()
-		<-c.slots
+		if slot {
+			<-c.slots
+		}
 		if err != nil {
 			c.fail(entry, err)
 			return
