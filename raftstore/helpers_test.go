@@ -30,12 +30,7 @@ func newFSMLog(t testing.TB) *fsmLog {
 func (l *fsmLog) apply(txn raftstore.Txn) raftstore.Result {
 	l.t.Helper()
 	data, err := raftstore.EncodeTxn(txn)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	e := &raft.Log{Index: uint64(len(l.entries) + 1), Term: 1, Type: raft.LogCommand, Data: data}
-	l.entries = append(l.entries, e)
-	return l.fsm.Apply(e).(raftstore.Result)
+	return l.applyData(data, err).(raftstore.Result)
 }
 
 // applyEntry appends one entry carrying txns, as the leader commits
@@ -43,12 +38,19 @@ func (l *fsmLog) apply(txn raftstore.Txn) raftstore.Result {
 func (l *fsmLog) applyEntry(txns ...raftstore.Txn) []raftstore.Result {
 	l.t.Helper()
 	data, err := raftstore.EncodeTxns(txns)
+	return l.applyData(data, err).([]raftstore.Result)
+}
+
+// applyData appends the command entry data, unless err says it could not
+// be encoded, and applies it.
+func (l *fsmLog) applyData(data []byte, err error) any {
+	l.t.Helper()
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	e := &raft.Log{Index: uint64(len(l.entries) + 1), Term: 1, Type: raft.LogCommand, Data: data}
 	l.entries = append(l.entries, e)
-	return l.fsm.Apply(e).([]raftstore.Result)
+	return l.fsm.Apply(e)
 }
 
 func put(t testing.TB, obj raftstore.Object) raftstore.Op {
