@@ -30,8 +30,7 @@ const (
 
 // pending is one write waiting for its entry to be applied.
 type pending struct {
-	txn  Txn
-	data []byte // txn's JSON encoding
+	data []byte // the transaction's JSON encoding
 	// changes are the keys its puts and deletes change, ensures those its
 	// ensures may create. Two writes share an entry only if neither may
 	// change an object the other may change (two ensures may share one).
@@ -53,7 +52,7 @@ func newPending(txn Txn, timeout time.Duration) (*pending, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
 	}
-	p := &pending{txn: txn, data: data, timeout: timeout, start: time.Now(), done: make(chan applied, 1)}
+	p := &pending{data: data, timeout: timeout, start: time.Now(), done: make(chan applied, 1)}
 	for _, op := range txn.Ops {
 		key := string(objectKey(op.Kind, op.Namespace, op.Name))
 		if op.Type == OpEnsure {
@@ -70,7 +69,7 @@ func newPending(txn Txn, timeout time.Duration) (*pending, error) {
 type committer struct {
 	raft    *raft.Raft
 	queue   chan *pending
-	slots   chan struct{} // one per entry in flight
+	slots   chan struct{} // one per entry in flight that was not full
 	metrics *storeMetrics
 	// readers reports whether every server of the configuration reads
 	// cmdTxns entries; checked at most every readersCheckEvery.
