@@ -60,6 +60,10 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 	// server retries when another write slips in between; one with a
 	// resourceVersion is a compare-and-swap the client asked for.
 	wantVersion := scheduler.Version(obj)
+	if kind == raftstore.Nodes && needsSubnet(s.cfg.Store.View(), name) {
+		s.subnets.Lock()
+		defer s.subnets.Unlock()
+	}
 	var idx uint64
 	attempt := 0
 	err = retryConflicts(func() error {

@@ -62,6 +62,14 @@ func (s *Server) registerNode(v *raftstore.View, node *corev1.Node, existing *co
 	return nil
 }
 
+// needsSubnet reports whether registering node name picks a pod subnet:
+// the node is new, or holds none.
+func needsSubnet(v *raftstore.View, name string) bool {
+	cur, ok := v.Get(raftstore.Nodes, "", name)
+	node, isNode := cur.(*corev1.Node)
+	return !ok || !isNode || node.Spec.PodCIDR == ""
+}
+
 // freeSubnet returns the lowest node-sized subnet of cluster that no node holds.
 func freeSubnet(v *raftstore.View, cluster netip.Prefix) (netip.Prefix, error) {
 	used := map[netip.Prefix]bool{}

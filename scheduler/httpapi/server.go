@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -74,6 +75,10 @@ type Server struct {
 	mux *http.ServeMux
 	// encoded keeps the JSON of the objects lists answer with.
 	encoded encodeCache
+	// subnets is held by a node registration that picks a pod subnet, from
+	// reading the state until its write commits, so that two never pick
+	// the same one.
+	subnets sync.Mutex
 }
 
 // New returns the API handler for one server.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -617,6 +618,39 @@ func TestNodeRegistrationKeepsServerOwnedSpec(t *testing.T) {
 	again := register("node-a")
 	if !again.Spec.Unschedulable || again.Spec.PodCIDR != "10.244.0.0/24" || again.UID != a.UID {
 		t.Errorf("re-registered node-a: unschedulable %v podCIDR %q uid %s", again.Spec.Unschedulable, again.Spec.PodCIDR, again.UID)
+	}
+}
+
+// Nodes that register at once each get a pod subnet of their own, the
+// lowest ones free.
+func TestConcurrentNodeRegistrationsGetDistinctSubnets(t *testing.T) {
+	ts := startServer(t, "s1", true)
+	ctx := context.Background()
+	nodes := res(t, "nodes")
+	const n = 24
+	subnets := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("node-%02d", i)
+			var out corev1.Node
+			if _, err := ts.client.Put(ctx, nodes, "", name, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, &out); err != nil {
+				t.Errorf("register %s: %v", name, err)
+			}
+			subnets[i] = out.Spec.PodCIDR
+		}()
+	}
+	wg.Wait()
+	held := map[string]int{}
+	for _, s := range subnets {
+		held[s]++
+	}
+	for i := range n {
+		if s := fmt.Sprintf("10.244.%d.0/24", i); held[s] != 1 {
+			t.Errorf("subnet %s is held by %d nodes, want 1; the nodes registered at once hold %q", s, held[s], subnets)
+		}
 	}
 }
 
