@@ -10,8 +10,8 @@ DATA_DIR ?= ./stead-data
 
 # encoding/json runs on Go's v2 implementation (same behaviour, other error
 # texts). Stead's state, its Raft log and its API are JSON, and decoding is
-# most of what a server does per write: this makes placement about 20 %
-# faster (bench/RESULTS.md). A build without it behaves the same, slower.
+# most of what a server does per write: it made placement about 20 % faster
+# in benchplace runs. A build without it behaves the same, slower.
 export GOEXPERIMENT := jsonv2
 
 .PHONY: all build test vet unit run deps fuzz clean example-image bench chaos

@@ -131,13 +131,28 @@ func encodedFromTyped(op Op) bool {
 	return len(a) > 0 && len(a) == len(b) && &a[0] == &b[0]
 }
 
-// encodeTxn returns the log entry for txn.
-func encodeTxn(txn Txn) ([]byte, error) {
+// marshalTxn returns txn's JSON, what a log entry carries of it.
+func marshalTxn(txn Txn) ([]byte, error) {
 	data, err := json.Marshal(txn)
 	if err != nil {
 		return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
 	}
-	return append([]byte{cmdTxn}, data...), nil
+	return data, nil
+}
+
+// txnEntry returns the cmdTxn entry that carries the transaction whose
+// JSON is data.
+func txnEntry(data []byte) []byte {
+	return append([]byte{cmdTxn}, data...)
+}
+
+// encodeTxn returns the log entry for txn.
+func encodeTxn(txn Txn) ([]byte, error) {
+	data, err := marshalTxn(txn)
+	if err != nil {
+		return nil, err
+	}
+	return txnEntry(data), nil
 }
 
 // EncodeTxn returns the Raft log entry that carries txn, as Store.Apply
@@ -168,9 +183,9 @@ func encodeTxns(txns [][]byte) []byte {
 func EncodeTxns(txns []Txn) ([]byte, error) {
 	enc := make([][]byte, len(txns))
 	for i, txn := range txns {
-		data, err := json.Marshal(txn)
+		data, err := marshalTxn(txn)
 		if err != nil {
-			return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
+			return nil, err
 		}
 		enc[i] = data
 	}

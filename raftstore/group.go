@@ -1,7 +1,6 @@
 package raftstore
 
 import (
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -48,9 +47,9 @@ type applied struct {
 }
 
 func newPending(txn Txn, timeout time.Duration) (*pending, error) {
-	data, err := json.Marshal(txn)
+	data, err := marshalTxn(txn)
 	if err != nil {
-		return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
+		return nil, err
 	}
 	p := &pending{data: data, timeout: timeout, start: time.Now(), done: make(chan applied, 1)}
 	for _, op := range txn.Ops {
@@ -76,18 +75,16 @@ type committer struct {
 	readers     func() bool
 	checkedAt   time.Time
 	severalOK   bool
-	maxWrites   int
 	entriesWait sync.WaitGroup
 }
 
-func newCommitter(r *raft.Raft, m *storeMetrics, readers func() bool, maxWrites int) *committer {
+func newCommitter(r *raft.Raft, m *storeMetrics, readers func() bool) *committer {
 	return &committer{
-		raft:      r,
-		queue:     make(chan *pending, 4*maxEntryWrites),
-		slots:     make(chan struct{}, entriesInFlight),
-		metrics:   m,
-		readers:   readers,
-		maxWrites: maxWrites,
+		raft:    r,
+		queue:   make(chan *pending, 4*maxEntryWrites),
+		slots:   make(chan struct{}, entriesInFlight),
+		metrics: m,
+		readers: readers,
 	}
 }
 
@@ -138,7 +135,7 @@ func (c *committer) run(done <-chan struct{}) {
 // or bytes as one holds, or any write while each entry carries one (until
 // every server reads cmdTxns).
 func (c *committer) full(waiting []*pending) bool {
-	if !c.severalAllowed() || len(waiting) >= c.maxWrites {
+	if !c.severalAllowed() || len(waiting) >= maxEntryWrites {
 		return true
 	}
 	size := 0
@@ -161,7 +158,7 @@ func (c *committer) take(waiting []*pending) (entry, rest []*pending) {
 	keys := map[string]bool{}
 	size, n := 0, 0
 	for _, p := range waiting {
-		if n == c.maxWrites || (n > 0 && size+len(p.data) > maxEntryBytes) || clashes(p, keys) {
+		if n == maxEntryWrites || (n > 0 && size+len(p.data) > maxEntryBytes) || clashes(p, keys) {
 			break
 		}
 		for _, k := range p.ensures {
@@ -195,10 +192,9 @@ func clashes(p *pending, keys map[string]bool) bool {
 	return false
 }
 
+// severalAllowed reports whether an entry may carry several writes: what
+// readers said when last asked, at most readersCheckEvery ago.
 func (c *committer) severalAllowed() bool {
-	if c.maxWrites < 2 {
-		return false
-	}
 	if now := time.Now(); now.Sub(c.checkedAt) >= readersCheckEvery {
 		c.severalOK, c.checkedAt = c.readers(), now
 	}
@@ -212,7 +208,7 @@ func (c *committer) submit(entry []*pending, slot bool) {
 	var data []byte
 	timeout := entry[0].timeout
 	if len(entry) == 1 {
-		data = append([]byte{cmdTxn}, entry[0].data...)
+		data = txnEntry(entry[0].data)
 	} else {
 		txns := make([][]byte, len(entry))
 		for i, p := range entry {

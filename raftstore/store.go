@@ -85,11 +85,6 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 
-	// MaxWritesPerEntry is how many writes that arrive together the
-	// leader may commit as one log entry, once every server reads such
-	// entries (LogVersion 2). 0 means 128; 1 commits each write alone.
-	MaxWritesPerEntry int
-
 	// OnStorageError is called with any error writing the Raft log or
 	// stable store. Such an error may mean a failed fsync, after which the
 	// server must not go on; nil means panic, which ends the process.
@@ -171,11 +166,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open raft store %s: %w", cfg.ID, err)
 	}
-	maxWrites := cfg.MaxWritesPerEntry
-	if maxWrites == 0 {
-		maxWrites = maxEntryWrites
-	}
-	s.commit = newCommitter(s.raft, s.metrics, s.readersOfSeveral, maxWrites)
+	s.commit = newCommitter(s.raft, s.metrics, s.readersOfSeveral)
 	s.wg.Add(2)
 	go s.watchLeadership()
 	go func() {
