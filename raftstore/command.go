@@ -3,11 +3,12 @@ package raftstore
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
-// Commands in the Raft log are one type byte followed by a JSON payload.
-// A new command gets a new type byte; the meaning of an existing one
-// never changes, because old logs are replayed by new binaries.
+// Commands in the Raft log are one type byte followed by a payload. A
+// new command gets a new type byte; the meaning of an existing one never
+// changes, because old logs are replayed by new binaries.
 const (
 	// cmdTxn: the payload is a JSON-encoded Txn.
 	cmdTxn byte = 1
@@ -18,14 +19,20 @@ const (
 	// CodeConflict, so that an object's resourceVersion still names one
 	// version of it. Log version 2.
 	cmdTxns byte = 2
+	// cmdBinTxn and cmdBinTxns are cmdTxn and cmdTxns in binary form
+	// (see wire.go), objects in Kubernetes' protobuf encoding. Log
+	// version 3.
+	cmdBinTxn  byte = 3
+	cmdBinTxns byte = 4
 )
 
 // LogVersion is the newest log entry format this binary reads and
-// writes: 1 is cmdTxn, 2 adds cmdTxns. A leader writes cmdTxns only once
-// every server of the configuration has recorded that it reads version 2
-// (see api.ServerSpec.LogVersion), so a cluster can be upgraded one
-// server at a time.
-const LogVersion = 2
+// writes: 1 is cmdTxn, 2 adds cmdTxns, 3 adds their binary forms. A
+// leader writes an entry of a version only once every server of the
+// configuration has recorded that it reads that version (see
+// api.ServerSpec.LogVersion), so a cluster can be upgraded one server at
+// a time.
+const LogVersion = 3
 
 // OpType says what an Op does.
 type OpType string
@@ -75,16 +82,21 @@ type Op struct {
 	// earlier ones, known only once it commits.
 	StampGeneration bool `json:"stampGeneration,omitempty"`
 
+	// proto is the object in Kubernetes' protobuf encoding, used when
+	// Object is empty: PutOp and EnsureOp encode the kinds that have one
+	// so, and binary log entries carry them so.
+	proto []byte
 	// typed, set by PutOp and EnsureOp, is how they encoded a typed
-	// object: ValidateTxn need not decode Object again as long as the op
-	// still carries that very encoding under the same key.
+	// object: ValidateTxn need not decode the object again as long as the
+	// op still carries that very encoding under the same key.
 	typed *typedEncoding
 }
 
 // typedEncoding is an op's object as encoded from a typed object of kind
-// with that namespace and name.
+// with that namespace and name: its JSON or its protobuf encoding.
 type typedEncoding struct {
 	object          json.RawMessage
+	proto           []byte
 	kind            Kind
 	namespace, name string
 }
@@ -107,16 +119,63 @@ func DeleteOp(kind Kind, namespace, name string) Op {
 	return Op{Type: OpDelete, Kind: kind, Namespace: namespace, Name: name}
 }
 
+// objectOp encodes obj for an op: in protobuf when it is of kind and the
+// kind has that encoding, else in JSON.
 func objectOp(t OpType, kind Kind, obj Object) (Op, error) {
+	op := Op{Type: t, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+	k, kerr := KindOf(obj)
+	typed := kerr == nil && k == kind
+	if pm, ok := obj.(protoObject); ok && typed {
+		data, err := pm.Marshal()
+		if err != nil {
+			return Op{}, fmt.Errorf("encode %s %s/%s: %w", kind, op.Namespace, op.Name, err)
+		}
+		op.proto = data
+		op.typed = &typedEncoding{proto: data, kind: kind, namespace: op.Namespace, name: op.Name}
+		return op, nil
+	}
 	data, err := json.Marshal(obj)
 	if err != nil {
-		return Op{}, fmt.Errorf("encode %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
+		return Op{}, fmt.Errorf("encode %s %s/%s: %w", kind, op.Namespace, op.Name, err)
 	}
-	op := Op{Type: t, Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Object: data}
-	if k, err := KindOf(obj); err == nil && k == kind {
+	op.Object = data
+	if typed {
 		op.typed = &typedEncoding{object: data, kind: kind, namespace: op.Namespace, name: op.Name}
 	}
 	return op, nil
+}
+
+// protoEncoding returns op's object in protobuf encoding, or nil when it
+// has none or its Object (JSON) was set and so takes precedence.
+func (op Op) protoEncoding() []byte {
+	if len(op.Object) > 0 {
+		return nil
+	}
+	return op.proto
+}
+
+// hasObject reports whether op carries an object, in either encoding.
+func (op Op) hasObject() bool { return len(op.Object) > 0 || len(op.proto) > 0 }
+
+// ObjectJSON returns the JSON of op's object, encoding it from protobuf
+// if that is how the op carries it; nil for an op without an object.
+func (op Op) ObjectJSON() (json.RawMessage, error) {
+	if op.protoEncoding() == nil {
+		return op.Object, nil
+	}
+	obj, terr, err := decodeOpObject(op)
+	if err == nil && terr != nil {
+		err = terr
+	}
+	if err != nil {
+		return nil, err
+	}
+	setTypeMeta(op.Kind, obj)
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s %s/%s: %w", op.Kind, op.Namespace, op.Name, err)
+	}
+	return data, nil
 }
 
 // encodedFromTyped reports whether op's object is the encoding objectOp
@@ -127,12 +186,38 @@ func encodedFromTyped(op Op) bool {
 	if t == nil || t.kind != op.Kind || t.namespace != op.Namespace || t.name != op.Name {
 		return false
 	}
-	a, b := op.Object, t.object
-	return len(a) > 0 && len(a) == len(b) && &a[0] == &b[0]
+	same := func(a, b []byte) bool { return len(a) > 0 && len(a) == len(b) && &a[0] == &b[0] }
+	if pb := op.protoEncoding(); pb != nil {
+		return same(pb, t.proto)
+	}
+	return same(op.Object, t.object)
 }
 
-// marshalTxn returns txn's JSON, what a log entry carries of it.
-func marshalTxn(txn Txn) ([]byte, error) {
+// marshalTxn returns what a log entry of the given log version carries
+// of txn: its binary form from version 3, its JSON before.
+func marshalTxn(txn Txn, logVersion int) ([]byte, error) {
+	if logVersion >= 3 {
+		return appendBinaryTxn(nil, txn), nil
+	}
+	// A JSON entry carries every object in JSON: ops is txn's ops with
+	// those in protobuf converted, copied at the first one.
+	var ops []Op
+	for i, op := range txn.Ops {
+		if op.protoEncoding() == nil {
+			continue
+		}
+		if ops == nil {
+			ops = slices.Clone(txn.Ops)
+		}
+		data, err := op.ObjectJSON()
+		if err != nil {
+			return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
+		}
+		ops[i].Object = data
+	}
+	if ops != nil {
+		txn.Ops = ops
+	}
 	data, err := json.Marshal(txn)
 	if err != nil {
 		return nil, fmt.Errorf("encode transaction %s: %w", txn.RequestID, err)
@@ -140,28 +225,22 @@ func marshalTxn(txn Txn) ([]byte, error) {
 	return data, nil
 }
 
-// txnEntry returns the cmdTxn entry that carries the transaction whose
-// JSON is data.
-func txnEntry(data []byte) []byte {
-	return append([]byte{cmdTxn}, data...)
-}
-
-// encodeTxn returns the log entry for txn.
-func encodeTxn(txn Txn) ([]byte, error) {
-	data, err := marshalTxn(txn)
-	if err != nil {
-		return nil, err
+// txnEntry returns the entry of the given log version that carries the
+// transaction whose encoding (by marshalTxn) is data.
+func txnEntry(data []byte, logVersion int) []byte {
+	cmd := cmdTxn
+	if logVersion >= 3 {
+		cmd = cmdBinTxn
 	}
-	return txnEntry(data), nil
+	return append([]byte{cmd}, data...)
 }
 
-// EncodeTxn returns the Raft log entry that carries txn, as Store.Apply
-// submits it. It is for tests that drive an FSM directly.
-func EncodeTxn(txn Txn) ([]byte, error) { return encodeTxn(txn) }
-
-// encodeTxns returns the cmdTxns entry that carries the transactions
-// whose JSON encodings are txns.
-func encodeTxns(txns [][]byte) []byte {
+// txnsEntry returns the entry of the given log version, at least 2, that
+// carries the transactions whose encodings (by marshalTxn) are txns.
+func txnsEntry(txns [][]byte, logVersion int) []byte {
+	if logVersion >= 3 {
+		return binaryTxnsEntry(txns)
+	}
 	n := 2 + len(txns)
 	for _, t := range txns {
 		n += len(t)
@@ -177,19 +256,37 @@ func encodeTxns(txns [][]byte) []byte {
 	return append(data, ']')
 }
 
+// EncodeTxn returns the Raft log entry that carries txn, as Store.Apply
+// submits it once every server reads LogVersion. It is for tests that
+// drive an FSM directly.
+func EncodeTxn(txn Txn) ([]byte, error) { return EncodeTxnAs(txn, LogVersion) }
+
+// EncodeTxnAs returns the entry of the given log version that carries
+// txn, as a leader writes it while some server reads no newer version.
+func EncodeTxnAs(txn Txn, logVersion int) ([]byte, error) {
+	data, err := marshalTxn(txn, logVersion)
+	if err != nil {
+		return nil, err
+	}
+	return txnEntry(data, logVersion), nil
+}
+
 // EncodeTxns returns the Raft log entry that carries txns as one entry,
 // as the leader's Store submits writes that arrive together. It is for
 // tests that drive an FSM directly.
-func EncodeTxns(txns []Txn) ([]byte, error) {
+func EncodeTxns(txns []Txn) ([]byte, error) { return EncodeTxnsAs(txns, LogVersion) }
+
+// EncodeTxnsAs is EncodeTxns for the given log version, at least 2.
+func EncodeTxnsAs(txns []Txn, logVersion int) ([]byte, error) {
 	enc := make([][]byte, len(txns))
 	for i, txn := range txns {
-		data, err := marshalTxn(txn)
+		data, err := marshalTxn(txn, logVersion)
 		if err != nil {
 			return nil, err
 		}
 		enc[i] = data
 	}
-	return encodeTxns(enc), nil
+	return txnsEntry(enc, logVersion), nil
 }
 
 // checkOp returns a CodeInvalid error if op is malformed, ignoring its
@@ -217,7 +314,7 @@ func checkOp(op Op) *TxnError {
 		if op.IfAbsent {
 			return txnErr(CodeInvalid, op, "delete cannot require absence")
 		}
-		if len(op.Object) != 0 {
+		if op.hasObject() {
 			return txnErr(CodeInvalid, op, "delete carries no object")
 		}
 		if op.StampGeneration {
@@ -237,10 +334,18 @@ func decodeOpObject(op Op) (Object, *TxnError, error) {
 	if err != nil {
 		return nil, txnErr(CodeInvalid, op, "%v", err), nil
 	}
-	if len(op.Object) == 0 {
+	if !op.hasObject() {
 		return nil, txnErr(CodeInvalid, op, "object is missing"), nil
 	}
-	if err := json.Unmarshal(op.Object, obj); err != nil {
+	if pb := op.protoEncoding(); pb != nil {
+		pm, ok := obj.(protoObject)
+		if !ok {
+			return nil, txnErr(CodeInvalid, op, "kind %s has no protobuf encoding", op.Kind), nil
+		}
+		if err := pm.Unmarshal(pb); err != nil {
+			return nil, nil, fmt.Errorf("decode %s %s/%s: %w", op.Kind, op.Namespace, op.Name, err)
+		}
+	} else if err := json.Unmarshal(op.Object, obj); err != nil {
 		return nil, nil, fmt.Errorf("decode %s %s/%s: %w", op.Kind, op.Namespace, op.Name, err)
 	}
 	if obj.GetName() != op.Name || obj.GetNamespace() != op.Namespace {

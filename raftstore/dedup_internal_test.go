@@ -36,7 +36,7 @@ func TestDedupEvictsOldestFirst(t *testing.T) {
 		t.Helper()
 		index++
 		obj, _ := json.Marshal(map[string]any{"metadata": map[string]string{"namespace": "default", "name": name}})
-		data, err := encodeTxn(Txn{RequestID: id, Ops: []Op{{Type: OpPut, Kind: Pods, Namespace: "default", Name: name, Object: obj, IfAbsent: true}}})
+		data, err := EncodeTxn(Txn{RequestID: id, Ops: []Op{{Type: OpPut, Kind: Pods, Namespace: "default", Name: name, Object: obj, IfAbsent: true}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -152,7 +152,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 }
 
 // decodeCommand decodes the transactions a command entry carries: one
-// for cmdTxn, and several (so reported) for cmdTxns.
+// for cmdTxn and cmdBinTxn, and several (so reported) for cmdTxns and
+// cmdBinTxns.
 func decodeCommand(data []byte) (txns []Txn, several bool, err error) {
 	if len(data) == 0 {
 		return nil, false, fmt.Errorf("empty command")
@@ -166,6 +167,20 @@ func decodeCommand(data []byte) (txns []Txn, several bool, err error) {
 		return []Txn{txn}, false, nil
 	case cmdTxns:
 		if err := json.Unmarshal(data[1:], &txns); err != nil {
+			return nil, false, fmt.Errorf("decode transactions: %w", err)
+		}
+		if len(txns) == 0 {
+			return nil, false, fmt.Errorf("an entry of transactions holds none")
+		}
+		return txns, true, nil
+	case cmdBinTxn:
+		txn, err := decodeBinaryTxn(data[1:])
+		if err != nil {
+			return nil, false, fmt.Errorf("decode transaction: %w", err)
+		}
+		return []Txn{txn}, false, nil
+	case cmdBinTxns:
+		if txns, err = decodeBinaryTxns(data[1:]); err != nil {
 			return nil, false, fmt.Errorf("decode transactions: %w", err)
 		}
 		if len(txns) == 0 {

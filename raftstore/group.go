@@ -13,23 +13,27 @@ import (
 // Group commit. The leader's writes go to Raft through one committer,
 // which lets at most entriesInFlight entries that are not full be in
 // flight at once. Writes that arrive while they are share the next entry
-// (cmdTxns), so that under load Raft's per-entry costs (storing, syncing
+// (cmdTxns or cmdBinTxns), so that under load Raft's per-entry costs (storing, syncing
 // and sending each entry) are paid once for many writes. A full entry
 // (maxEntryWrites writes or maxEntryBytes) goes at once: waiting would
 // not make it bigger. A write alone, as every write of a single client
-// is, goes as a cmdTxn entry as before, with no wait.
+// is, goes as an entry of one transaction, with no wait. Entries are in
+// the newest format every server of the configuration reads.
 const (
 	entriesInFlight = 2
 	maxEntryWrites  = 128
 	maxEntryBytes   = 256 << 10
-	// readersCheckEvery is how often the leader looks again at whether
-	// every server reads cmdTxns entries.
+	// readersCheckEvery is how often the leader looks again at which log
+	// version every server reads.
 	readersCheckEvery = time.Second
 )
 
 // pending is one write waiting for its entry to be applied.
 type pending struct {
-	data []byte // the transaction's JSON encoding
+	// data is the transaction's encoding for entries of log version
+	// version (see marshalTxn).
+	data    []byte
+	version int
 	// changes are the keys its puts and deletes change, ensures those its
 	// ensures may create. Two writes share an entry only if neither may
 	// change an object the other may change (two ensures may share one).
@@ -46,12 +50,12 @@ type applied struct {
 	err error
 }
 
-func newPending(txn Txn, timeout time.Duration) (*pending, error) {
-	data, err := marshalTxn(txn)
+func newPending(txn Txn, version int, timeout time.Duration) (*pending, error) {
+	data, err := marshalTxn(txn, version)
 	if err != nil {
 		return nil, err
 	}
-	p := &pending{data: data, timeout: timeout, start: time.Now(), done: make(chan applied, 1)}
+	p := &pending{data: data, version: version, timeout: timeout, start: time.Now(), done: make(chan applied, 1)}
 	for _, op := range txn.Ops {
 		key := string(objectKey(op.Kind, op.Namespace, op.Name))
 		if op.Type == OpEnsure {
@@ -70,15 +74,16 @@ type committer struct {
 	queue   chan *pending
 	slots   chan struct{} // one per entry in flight that was not full
 	metrics *storeMetrics
-	// readers reports whether every server of the configuration reads
-	// cmdTxns entries; checked at most every readersCheckEvery.
-	readers     func() bool
+	// readers returns the newest log version every server of the
+	// configuration reads; asked at most every readersCheckEvery.
+	readers     func() int
+	mu          sync.Mutex
 	checkedAt   time.Time
-	severalOK   bool
+	version     int
 	entriesWait sync.WaitGroup
 }
 
-func newCommitter(r *raft.Raft, m *storeMetrics, readers func() bool) *committer {
+func newCommitter(r *raft.Raft, m *storeMetrics, readers func() int) *committer {
 	return &committer{
 		raft:    r,
 		queue:   make(chan *pending, 4*maxEntryWrites),
@@ -86,6 +91,18 @@ func newCommitter(r *raft.Raft, m *storeMetrics, readers func() bool) *committer
 		metrics: m,
 		readers: readers,
 	}
+}
+
+// logVersion returns the log version to write entries in: what readers
+// said when last asked, at most readersCheckEvery ago. It is safe for
+// concurrent use.
+func (c *committer) logVersion() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.checkedAt) >= readersCheckEvery {
+		c.version, c.checkedAt = c.readers(), now
+	}
+	return c.version
 }
 
 // run submits queued writes until done is closed, then fails those still
@@ -132,10 +149,10 @@ func (c *committer) run(done <-chan struct{}) {
 }
 
 // full reports whether the writes waiting fill an entry: as many writes
-// or bytes as one holds, or any write while each entry carries one (until
-// every server reads cmdTxns).
+// or bytes as one holds, or any write encoded for log version 1, whose
+// entries carry one each.
 func (c *committer) full(waiting []*pending) bool {
-	if !c.severalAllowed() || len(waiting) >= maxEntryWrites {
+	if waiting[0].version < 2 || len(waiting) >= maxEntryWrites {
 		return true
 	}
 	size := 0
@@ -149,16 +166,17 @@ func (c *committer) full(waiting []*pending) bool {
 
 // take splits off the writes of the next entry: the oldest, and after it
 // as many as fit, up to the first that changes an object one before it
-// changes. It takes one alone until every server reads cmdTxns.
+// changes or is encoded for another log version. It takes one alone if
+// it is encoded for log version 1.
 func (c *committer) take(waiting []*pending) (entry, rest []*pending) {
-	if len(waiting) == 1 || !c.severalAllowed() {
+	if len(waiting) == 1 || waiting[0].version < 2 {
 		return waiting[:1], waiting[1:]
 	}
 	// Keys changed by the entry so far (true), or only ensured (false).
 	keys := map[string]bool{}
 	size, n := 0, 0
 	for _, p := range waiting {
-		if n == maxEntryWrites || (n > 0 && size+len(p.data) > maxEntryBytes) || clashes(p, keys) {
+		if n == maxEntryWrites || (n > 0 && size+len(p.data) > maxEntryBytes) || p.version != waiting[0].version || clashes(p, keys) {
 			break
 		}
 		for _, k := range p.ensures {
@@ -192,23 +210,14 @@ func clashes(p *pending, keys map[string]bool) bool {
 	return false
 }
 
-// severalAllowed reports whether an entry may carry several writes: what
-// readers said when last asked, at most readersCheckEvery ago.
-func (c *committer) severalAllowed() bool {
-	if now := time.Now(); now.Sub(c.checkedAt) >= readersCheckEvery {
-		c.severalOK, c.checkedAt = c.readers(), now
-	}
-	return c.severalOK
-}
-
 // submit hands entry to Raft and, without waiting, arranges for each of
 // its writes to get its outcome and for its slot, if it took one, to be
 // freed.
 func (c *committer) submit(entry []*pending, slot bool) {
 	var data []byte
-	timeout := entry[0].timeout
+	timeout, version := entry[0].timeout, entry[0].version
 	if len(entry) == 1 {
-		data = txnEntry(entry[0].data)
+		data = txnEntry(entry[0].data, version)
 	} else {
 		txns := make([][]byte, len(entry))
 		for i, p := range entry {
@@ -217,7 +226,7 @@ func (c *committer) submit(entry []*pending, slot bool) {
 				timeout = p.timeout
 			}
 		}
-		data = encodeTxns(txns)
+		data = txnsEntry(txns, version)
 	}
 	c.metrics.entryWrites.Observe(float64(len(entry)))
 	f := c.raft.Apply(data, timeout)
@@ -266,21 +275,24 @@ func (c *committer) fail(ps []*pending, err error) {
 	}
 }
 
-// readersOfSeveral reports whether every server of the Raft
-// configuration has recorded, in its server record, that it reads
-// cmdTxns entries (log version 2).
-func (s *Store) readersOfSeveral() bool {
+// readersLogVersion returns the newest log version that every server of
+// the Raft configuration has recorded, in its server record, that it
+// reads: 1 when a server has recorded none, or when the configuration
+// cannot be read.
+func (s *Store) readersLogVersion() int {
 	members, err := s.Members()
 	if err != nil {
-		return false
+		return 1
 	}
 	v := s.View()
+	version := LogVersion
 	for _, m := range members {
 		obj, ok := v.Get(Servers, "", m.ID)
 		srv, isServer := obj.(*api.Server)
-		if !ok || !isServer || srv.Spec.LogVersion < 2 {
-			return false
+		if !ok || !isServer {
+			return 1
 		}
+		version = min(version, max(1, srv.Spec.LogVersion))
 	}
-	return true
+	return version
 }

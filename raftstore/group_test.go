@@ -2,10 +2,12 @@ package raftstore_test
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stead-io/stead/api"
@@ -65,11 +67,59 @@ func indexes(writes map[string]groupWrite, shared bool) (n, distinct int) {
 	return n, len(seen)
 }
 
+// entryFormats is a log store that records the type byte of each command
+// entry stored, in order.
+type entryFormats struct {
+	raft.LogStore
+	mu      sync.Mutex
+	formats []byte
+}
+
+func (l *entryFormats) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.Log{e}) }
+
+func (l *entryFormats) StoreLogs(logs []*raft.Log) error {
+	l.mu.Lock()
+	for _, e := range logs {
+		if e.Type == raft.LogCommand && len(e.Data) > 0 {
+			l.formats = append(l.formats, e.Data[0])
+		}
+	}
+	l.mu.Unlock()
+	return l.LogStore.StoreLogs(logs)
+}
+
+// since returns the type bytes recorded from the n-th on.
+func (l *entryFormats) since(n int) []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.formats[n:])
+}
+
+func (l *entryFormats) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.formats)
+}
+
+// The type bytes of the log entry formats (raftstore's cmdTxn, cmdTxns,
+// cmdBinTxn, cmdBinTxns): the log's format is what other versions of
+// stead read, so the test names the bytes themselves.
+const (
+	jsonTxn, jsonTxns     = 1, 2
+	binaryTxn, binaryTxns = 3, 4
+)
+
 // TestGroupCommit: writes that arrive together at the leader share log
 // entries once every server's record says it reads them, never before,
-// and never two writes of one object; every server applies them alike.
+// and never two writes of one object; entries are in binary form once
+// every server reads log version 3; every server applies them alike.
 func TestGroupCommit(t *testing.T) {
-	c := newCluster(t, 3)
+	logs := &entryFormats{LogStore: raft.NewInmemStore()}
+	c := newCluster(t, 3, func(i int, cfg *raftstore.Config) {
+		if i == 0 {
+			cfg.LogStore = logs
+		}
+	})
 	leader := c.servers[0]
 	raftstoretest.WaitLeader(t, leader.store, 20*time.Second)
 	for _, srv := range c.servers[1:] {
@@ -87,33 +137,56 @@ func TestGroupCommit(t *testing.T) {
 	record("s3", 0)
 
 	const writers = 48
+	from := logs.count()
 	writes := concurrentWrites(t, leader.store, 0, writers)
 	if _, n := indexes(writes, false); n != len(writes)-writers/3 {
 		t.Fatalf("with s3 on log version 1, writes shared indexes: %v", writes)
 	}
+	if got := logs.since(from); slices.ContainsFunc(got, func(b byte) bool { return b != jsonTxn }) {
+		t.Fatalf("with s3 on log version 1, the leader wrote entries of types %v, want only %d", got, jsonTxn)
+	}
 
-	// Once s3 reads version 2 and the leader has seen it (it looks once a
-	// second), writes that arrive together share entries.
-	record("s3", raftstore.LogVersion)
-	sharedEntries := false
-	deadline := time.Now().Add(10 * time.Second)
-	for round := 1; !sharedEntries; round++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("in %d rounds of %d concurrent writes, no two shared a log entry", round-1, writers)
-		}
-		writes := concurrentWrites(t, leader.store, round, writers)
-		if n, d := indexes(writes, true); d != n {
-			t.Fatalf("round %d: %d writes of pod shared committed at %d indexes: two shared an entry", round, n, d)
-		}
-		n, d := indexes(writes, false)
-		sharedEntries = d < n
-		// Each pod holds its write, at the index the write got.
-		v := leader.store.View()
-		for id, w := range writes {
-			p, ok := v.Get(raftstore.Pods, "default", w.pod)
-			if w.pod != "shared" && (!ok || p.GetLabels()["writer"] != id || p.GetResourceVersion() != fmt.Sprint(w.index)) {
-				t.Fatalf("round %d: pod %s = %v, want written by %s at %d", round, w.pod, p, id, w.index)
+	// Once s3 reads a version and the leader has seen it (it looks once a
+	// second), writes that arrive together share entries of that
+	// version's format.
+	round := 1
+	for _, step := range []struct {
+		version int
+		// want are the entry types of the version; shared the one of
+		// several writes.
+		want   []byte
+		shared byte
+	}{
+		{2, []byte{jsonTxn, jsonTxns}, jsonTxns},
+		{raftstore.LogVersion, []byte{binaryTxn, binaryTxns}, binaryTxns},
+	} {
+		record("s3", step.version)
+		from := logs.count()
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Contains(logs.since(from), step.shared) {
+			if time.Now().After(deadline) {
+				t.Fatalf("s3 on log version %d: no entry of type %d in %v", step.version, step.shared, logs.since(from))
 			}
+			writes := concurrentWrites(t, leader.store, round, writers)
+			if n, d := indexes(writes, true); d != n {
+				t.Fatalf("round %d: %d writes of pod shared committed at %d indexes: two shared an entry", round, n, d)
+			}
+			// Each pod holds its write, at the index the write got.
+			v := leader.store.View()
+			for id, w := range writes {
+				p, ok := v.Get(raftstore.Pods, "default", w.pod)
+				if w.pod != "shared" && (!ok || p.GetLabels()["writer"] != id || p.GetResourceVersion() != fmt.Sprint(w.index)) {
+					t.Fatalf("round %d: pod %s = %v, want written by %s at %d", round, w.pod, p, id, w.index)
+				}
+			}
+			round++
+		}
+		// Until the leader looked again, entries kept the older format;
+		// from the first of the new one, every entry has it.
+		got := logs.since(from)
+		first := slices.IndexFunc(got, func(b byte) bool { return slices.Contains(step.want, b) })
+		if i := slices.IndexFunc(got[first:], func(b byte) bool { return !slices.Contains(step.want, b) }); i >= 0 {
+			t.Fatalf("s3 on log version %d: entry types %v: type %d after the first of %v", step.version, got, got[first+i], step.want)
 		}
 	}
 	c.converge(leader)

@@ -166,7 +166,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open raft store %s: %w", cfg.ID, err)
 	}
-	s.commit = newCommitter(s.raft, s.metrics, s.readersOfSeveral)
+	s.commit = newCommitter(s.raft, s.metrics, s.readersLogVersion)
 	s.wg.Add(2)
 	go s.watchLeadership()
 	go func() {
@@ -476,7 +476,7 @@ func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("apply %s: %w", txn.RequestID, err)
 	}
-	p, err := newPending(txn, timeout)
+	p, err := newPending(txn, s.commit.logVersion(), timeout)
 	if err != nil {
 		return 0, err
 	}

@@ -397,7 +397,9 @@ type cluster struct {
 	servers []*clusterServer
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+// newCluster returns n servers on in-memory transports, s1 bootstrapping;
+// each option may change a server's configuration before it opens.
+func newCluster(t *testing.T, n int, options ...func(i int, cfg *raftstore.Config)) *cluster {
 	c := &cluster{t: t}
 	for i := range n {
 		id := fmt.Sprintf("s%d", i+1)
@@ -412,7 +414,7 @@ func newCluster(t *testing.T, n int) *cluster {
 		}
 	}
 	for i, srv := range c.servers {
-		srv.store = openStore(t, raftstore.Config{
+		cfg := raftstore.Config{
 			ID:                 srv.id,
 			ClusterID:          "c1",
 			DataDir:            t.TempDir(),
@@ -425,7 +427,11 @@ func newCluster(t *testing.T, n int) *cluster {
 			SnapshotThreshold:  32,
 			TrailingLogs:       16,
 			SnapshotInterval:   100 * time.Millisecond,
-		})
+		}
+		for _, o := range options {
+			o(i, &cfg)
+		}
+		srv.store = openStore(t, cfg)
 		t.Cleanup(func() { srv.trans.Close() })
 	}
 	return c

@@ -36,8 +36,12 @@ func TestDeleteClaimOp(t *testing.T) {
 	if op.Type != raftstore.OpPut || op.IfVersion != 7 || op.Name != "www-web-0" {
 		t.Fatalf("op = %+v, want a put of www-web-0 guarded by version 7", op)
 	}
+	data, err := op.ObjectJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got corev1.PersistentVolumeClaim
-	if err := json.Unmarshal(op.Object, &got); err != nil {
+	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.DeletionTimestamp == nil || !got.DeletionTimestamp.Time.Equal(now.Truncate(time.Second)) {

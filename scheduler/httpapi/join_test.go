@@ -93,7 +93,7 @@ func TestJoinChecksClusterAndLostState(t *testing.T) {
 		{"state without a cluster id", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, HasState: true},
 			`belongs to cluster "", and this is cluster "c1"`},
 		{"a new server of an older stead", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, ClusterID: "c1"},
-			"server s2 runs a stead that reads Raft log version 1, and this cluster's servers write version 2"},
+			fmt.Sprintf("server s2 runs a stead that reads Raft log version 1, and this cluster's servers write version %d", raftstore.LogVersion)},
 		{"a new server", s2req, ""},
 		{"the member restarting with an older stead", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, ClusterID: "c1", HasState: true}, ""},
 		{"the member restarting", JoinRequest{ID: "s2", RaftAddr: s2req.RaftAddr, HTTPAddr: s2req.HTTPAddr, ClusterID: "c1", HasState: true, LogVersion: raftstore.LogVersion}, ""},
