@@ -240,10 +240,16 @@ func (t *TLS) PeerConfig() *tls.Config {
 // party's cluster over TLS (ClientConfig). Servers record each other's API
 // addresses as host:port, and forward writes to the leader at http://
 // URLs; this transport sends those over TLS too, so that nothing between
-// servers travels in the clear.
-func (t *TLS) Transport() http.RoundTripper {
+// servers travels in the clear. It keeps up to idlePerHost idle
+// connections to each server (http.DefaultTransport's 2 when 0), so that
+// requests sent at once need not each open, and handshake, a connection.
+func (t *TLS) Transport(idlePerHost int) http.RoundTripper {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = t.ClientConfig()
+	if idlePerHost > 0 {
+		tr.MaxIdleConnsPerHost = idlePerHost
+		tr.MaxIdleConns = max(tr.MaxIdleConns, idlePerHost)
+	}
 	return httpsOnly{tr}
 }
 

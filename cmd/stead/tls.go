@@ -149,7 +149,7 @@ func (s serverSecurity) forwardClient() *http.Client {
 	if s.tls == nil {
 		return nil
 	}
-	return &http.Client{Timeout: 30 * time.Second, Transport: s.tls.Transport()}
+	return &http.Client{Timeout: 30 * time.Second, Transport: s.tls.Transport(httpapi.ForwardIdleConns)}
 }
 
 // peerClients make clients for other servers' APIs: over TLS with this

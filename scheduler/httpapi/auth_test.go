@@ -81,7 +81,7 @@ func startSecure(t *testing.T, ca *tlstest.CA, id string, bootstrap bool, sec Se
 	clock := &manualClock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
 	ss := &secureServer{id: id, store: store, ca: ca, ld: ld, clock: clock, leases: scheduler.NewLeases(clock, time.Minute)}
 	ss.api = New(Config{ID: id, Version: "test", Store: store, Logger: log, Leases: ss.leases,
-		ForwardClient: &http.Client{Timeout: 30 * time.Second, Transport: ld.Transport()}})
+		ForwardClient: &http.Client{Timeout: 30 * time.Second, Transport: ld.Transport(ForwardIdleConns)}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -54,8 +54,8 @@ type Config struct {
 	Logger hclog.Logger
 	// Now stamps creation and deletion times; time.Now when nil.
 	Now func() time.Time
-	// ForwardClient sends writes to the leader; a client with a 30 s
-	// timeout when nil.
+	// ForwardClient sends writes to the leader; when nil, a client with a
+	// 30 s timeout that keeps ForwardIdleConns idle connections.
 	ForwardClient *http.Client
 	// Leases is the leader's table of node leases that heartbeats renew;
 	// a table with the default TTL when nil.
@@ -82,6 +82,12 @@ type Server struct {
 }
 
 // New returns the API handler for one server.
+// ForwardIdleConns is how many idle connections to the leader a follower
+// keeps for forwarding: as many as it may forward at once when thousands
+// of agents heartbeat through it, so that a forwarded request seldom opens
+// a connection of its own, which with TLS also costs a handshake.
+const ForwardIdleConns = 256
+
 func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -96,7 +102,9 @@ func New(cfg Config) *Server {
 		cfg.ClusterCIDR = DefaultClusterCIDR
 	}
 	if cfg.ForwardClient == nil {
-		cfg.ForwardClient = &http.Client{Timeout: 30 * time.Second}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost, tr.MaxIdleConns = ForwardIdleConns, ForwardIdleConns
+		cfg.ForwardClient = &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.Named("http"), mux: http.NewServeMux()}
 	s.routes()

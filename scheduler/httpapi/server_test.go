@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,8 @@ type testServer struct {
 	api    *Server
 	http   *httptest.Server
 	client *api.Client
+	// conns counts the connections the API accepted.
+	conns atomic.Int64
 }
 
 func startServer(t *testing.T, id string, bootstrap bool) *testServer {
@@ -107,7 +110,13 @@ func startServer(t *testing.T, id string, bootstrap bool) *testServer {
 	}
 	ts := &testServer{store: store}
 	ts.api = New(Config{ID: id, Version: "test", Store: store, Logger: log})
-	ts.http = httptest.NewServer(ts.api)
+	ts.http = httptest.NewUnstartedServer(ts.api)
+	ts.http.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			ts.conns.Add(1)
+		}
+	}
+	ts.http.Start()
 	ts.client, err = api.NewClient(ts.http.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -574,6 +583,34 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	}
 	if st.Leader != "s1" || len(st.Servers) != 3 || st.LeaderAddr != s1.http.Listener.Addr().String() {
 		t.Fatalf("status from s2: %+v", st)
+	}
+
+	// Heartbeats that arrive at a follower together are forwarded on
+	// connections it keeps: rounds of them open no more connections to
+	// the leader than one round needs.
+	const nodes, rounds = 32, 4
+	for i := range nodes {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("n%d", i)}}
+		if _, err := s1.client.Put(ctx, res(t, "nodes"), "", node.Name, node, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s1.conns.Load()
+	for round := range rounds {
+		var wg sync.WaitGroup
+		for i := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s2.client.Do(ctx, http.MethodPost, fmt.Sprintf("/v1/nodes/n%d/heartbeat", i), nil, nil, nil); err != nil {
+					t.Errorf("round %d: heartbeat of n%d through s2: %v", round, i, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if opened := s1.conns.Load() - before; opened > nodes {
+		t.Errorf("%d rounds of %d heartbeats forwarded at once opened %d connections to the leader, want at most %d", rounds, nodes, opened, nodes)
 	}
 }
 
