@@ -241,6 +241,27 @@ func TestControllerMarksNodesByLease(t *testing.T) {
 	if got := ready(); got != "a=True,b=True" {
 		t.Fatalf("after b heartbeats again: %s", got)
 	}
+
+	// A node that registers, Ready, when the leader has led for longer
+	// than a TTL has a whole TTL for its first heartbeat.
+	leases.Renew("a")
+	leases.Renew("b")
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Status: corev1.NodeStatus{
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
+	stampNew(n, clock.now)
+	op, _ := PutOp(raftstore.Nodes, n, 0)
+	raftstoretest.Apply(t, store, op)
+	sync()
+	if got := ready(); got != "a=True,b=True,c=True" {
+		t.Fatalf("a node registered %s after the leader's start: %s", 13*time.Second, got)
+	}
+	clock.now = clock.now.Add(10*time.Second + time.Millisecond)
+	leases.Renew("a")
+	leases.Renew("b")
+	sync()
+	if got := ready(); got != "a=True,b=True,c=Unknown" {
+		t.Fatalf("a TTL after c registered without a heartbeat: %s", got)
+	}
 }
 
 func TestControllerBindsPodsWithAGeneration(t *testing.T) {

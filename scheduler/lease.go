@@ -27,6 +27,11 @@ type Leases struct {
 	// since is when this leader took office: every node gets a full TTL
 	// from then, since the previous leader's leases are unknown here.
 	since time.Time
+	// seen is when this leader first saw each node it has not heard from:
+	// a node registered while it leads gets its full TTL from then, so
+	// that its first heartbeat, sent once the registration is committed,
+	// is not late.
+	seen map[string]time.Time
 }
 
 // NewLeases returns an empty lease table whose leases last ttl.
@@ -37,7 +42,7 @@ func NewLeases(clock Clock, ttl time.Duration) *Leases {
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
-	return &Leases{clock: clock, ttl: ttl, renewed: map[string]time.Time{}, since: clock.Now()}
+	return &Leases{clock: clock, ttl: ttl, renewed: map[string]time.Time{}, seen: map[string]time.Time{}, since: clock.Now()}
 }
 
 // TTL returns how long a lease lasts.
@@ -49,7 +54,21 @@ func (l *Leases) Reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.renewed = map[string]time.Time{}
+	l.seen = map[string]time.Time{}
 	l.since = l.clock.Now()
+}
+
+// Saw records that node exists. A node not heard from since this leader
+// took office has its lease counted from the first time it was seen.
+func (l *Leases) Saw(node string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.renewed[node]; ok {
+		return
+	}
+	if _, ok := l.seen[node]; !ok {
+		l.seen[node] = l.clock.Now()
+	}
 }
 
 // Renew records a heartbeat from node now.
@@ -60,19 +79,24 @@ func (l *Leases) Renew(node string) {
 }
 
 // Expired reports whether node's lease has run out: no renewal for a TTL,
-// counting from this leader's start for a node not heard from since.
+// counting, for a node not heard from since this leader's start, from
+// that start or from when the node was first seen, whichever is later.
 func (l *Leases) Expired(node string) bool {
 	return l.Age(node) > l.ttl
 }
 
-// Age returns how long ago node last renewed its lease, or how long this
-// leader has been in office if it has not heard from node.
+// Age returns how long ago node last renewed its lease or, if this leader
+// has not heard from it, how long ago it took office or first saw the
+// node, whichever is later.
 func (l *Leases) Age(node string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	last, ok := l.renewed[node]
 	if !ok {
 		last = l.since
+		if seen, ok := l.seen[node]; ok && seen.After(last) {
+			last = seen
+		}
 	}
 	return l.clock.Now().Sub(last)
 }

@@ -161,6 +161,7 @@ func boundPods(v *raftstore.View) []*corev1.Pod {
 func (c *Controller) syncNodes(ctx context.Context, v *raftstore.View, now time.Time) error {
 	var ops []raftstore.Op
 	for _, node := range raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "") {
+		c.leases.Saw(node.Name)
 		want := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "AgentReady", Message: "stead agent is posting ready status"}
 		if c.leases.Expired(node.Name) {
 			want = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown", Message: "Agent stopped posting node status."}
