@@ -90,8 +90,9 @@ func nodeObject(name string) *corev1.Node {
 	return n
 }
 
-// register registers agents [0, n) with `workers` requests at a time.
-func (f *fleet) register(ctx context.Context, n, workers int) error {
+// register registers agents [0, n) with `workers` requests at a time,
+// calling registered with each agent's number once its node is.
+func (f *fleet) register(ctx context.Context, n, workers int, registered func(i int)) error {
 	next := atomic.Int64{}
 	errc := make(chan error, workers)
 	for range workers {
@@ -111,6 +112,7 @@ func (f *fleet) register(ctx context.Context, n, workers int) error {
 					errc <- fmt.Errorf("register node %s: %w", name, err)
 					return
 				}
+				registered(i)
 			}
 		}()
 	}
@@ -123,20 +125,14 @@ func (f *fleet) register(ctx context.Context, n, workers int) error {
 	return first
 }
 
-// run starts agent i's heartbeat and watch loops until ctx ends. watching
-// is marked done once the agent's first watch call has answered, so that
-// the agent is waiting on the next one.
+// run starts agent i's heartbeat and watch loops until ctx ends, as stead
+// agent starts them once its node is registered: the first heartbeat at
+// once. watching is marked done once the agent's first watch call has
+// answered, so that the agent is waiting on the next one.
 func (f *fleet) run(ctx context.Context, i int, seed *rand.Rand, watching *sync.WaitGroup) {
 	name := nodeName(i)
 	server := f.talk[seed.IntN(len(f.talk))]
-	// Agents do not all heartbeat in the same instant.
-	offset := time.Duration(seed.Int64N(int64(scheduler.DefaultHeartbeat)))
 	go func() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(offset):
-		}
 		t := time.NewTicker(scheduler.DefaultHeartbeat)
 		defer t.Stop()
 		for {

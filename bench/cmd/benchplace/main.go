@@ -256,22 +256,19 @@ func place(o options, n int, name, dir string) ([]bench.Result, error) {
 	f := newFleet(leader.URL(""), talk, n)
 	defer f.hc.CloseIdleConnections()
 
-	progress("%s: registering %d nodes", name, n)
+	progress("%s: registering %d nodes; each agent heartbeats and watches once its node is registered", name, n)
 	agentCtx, stopAgents := context.WithCancel(ctx)
 	defer stopAgents()
+	var watching sync.WaitGroup
+	watching.Add(n)
 	t := time.Now()
-	if err := f.register(ctx, n, o.registerConns); err != nil {
+	err = f.register(ctx, n, o.registerConns, func(i int) {
+		f.run(agentCtx, i, rand.New(rand.NewPCG(uint64(n), uint64(i))), &watching)
+	})
+	if err != nil {
 		return nil, err
 	}
 	registered := time.Since(t)
-
-	progress("%s: starting heartbeats and watches", name)
-	var watching sync.WaitGroup
-	watching.Add(n)
-	rng := rand.New(rand.NewPCG(uint64(n), 1))
-	for i := range n {
-		f.run(agentCtx, i, rng, &watching)
-	}
 	if err := waitGroup(ctx, &watching); err != nil {
 		return nil, fmt.Errorf("wait for every agent to watch: %w", err)
 	}
