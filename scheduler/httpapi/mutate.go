@@ -60,10 +60,6 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 	// server retries when another write slips in between; one with a
 	// resourceVersion is a compare-and-swap the client asked for.
 	wantVersion := scheduler.Version(obj)
-	if kind == raftstore.Nodes && needsSubnet(s.cfg.Store.View(), name) {
-		s.subnets.Lock()
-		defer s.subnets.Unlock()
-	}
 	var idx uint64
 	attempt := 0
 	err = retryConflicts(func() error {
@@ -76,9 +72,11 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 			if exists {
 				existing = cur.(*corev1.Node)
 			}
-			if err := s.registerNode(v, node, existing); err != nil {
+			release, err := s.registerNode(v, node, existing)
+			if err != nil {
 				return err
 			}
+			defer release()
 		}
 		var op raftstore.Op
 		var err error

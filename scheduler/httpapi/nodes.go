@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,8 +28,11 @@ const nodeSubnetBits = 24
 // registerNode prepares the stored form of a node an agent registered. The
 // agent owns the node's labels, addresses and capacity; the server owns its
 // spec (pod subnet, cordon, taints) and its Ready condition, so a restarted
-// agent never undoes a cordon or changes its pod subnet.
-func (s *Server) registerNode(v *raftstore.View, node *corev1.Node, existing *corev1.Node) error {
+// agent never undoes a cordon or changes its pod subnet. A new pod subnet
+// stays reserved until release is called, once the node's write is
+// committed or has failed.
+func (s *Server) registerNode(v *raftstore.View, node *corev1.Node, existing *corev1.Node) (release func(), err error) {
+	release = func() {}
 	now := metav1.NewTime(s.cfg.Now().UTC().Truncate(time.Second))
 	// The spec is the server's, also on first registration: an agent
 	// cannot pick its pod subnet, untaint or uncordon itself.
@@ -36,10 +41,11 @@ func (s *Server) registerNode(v *raftstore.View, node *corev1.Node, existing *co
 		node.Spec = *existing.Spec.DeepCopy()
 	}
 	if node.Spec.PodCIDR == "" {
-		cidr, err := freeSubnet(v, s.cfg.ClusterCIDR)
+		cidr, err := s.subnets.reserve(s.cfg.Store, s.cfg.ClusterCIDR)
 		if err != nil {
-			return err
+			return release, err
 		}
+		release = func() { s.subnets.release(cidr) }
 		node.Spec.PodCIDR = cidr.String()
 		node.Spec.PodCIDRs = []string{node.Spec.PodCIDR}
 	}
@@ -59,20 +65,46 @@ func (s *Server) registerNode(v *raftstore.View, node *corev1.Node, existing *co
 		}
 	}
 	node.Status.Conditions = append(conds, ready)
-	return nil
+	return release, nil
 }
 
-// needsSubnet reports whether registering node name picks a pod subnet:
-// the node is new, or holds none.
-func needsSubnet(v *raftstore.View, name string) bool {
-	cur, ok := v.Get(raftstore.Nodes, "", name)
-	node, isNode := cur.(*corev1.Node)
-	return !ok || !isNode || node.Spec.PodCIDR == ""
+// subnetReservations are the pod subnets of registrations in flight.
+type subnetReservations struct {
+	mu   sync.Mutex
+	held map[netip.Prefix]bool
 }
 
-// freeSubnet returns the lowest node-sized subnet of cluster that no node holds.
-func freeSubnet(v *raftstore.View, cluster netip.Prefix) (netip.Prefix, error) {
-	used := map[netip.Prefix]bool{}
+// reserve returns the lowest node subnet of cluster that neither a node of
+// store's state nor a reservation holds, and holds it until release. It
+// reads the state under its lock: a registration releases its subnet once
+// its write is applied here, so the state read then holds that node.
+func (r *subnetReservations) reserve(store *raftstore.Store, cluster netip.Prefix) (netip.Prefix, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, err := freeSubnet(store.View(), cluster, r.held)
+	if err != nil {
+		return p, err
+	}
+	if r.held == nil {
+		r.held = map[netip.Prefix]bool{}
+	}
+	r.held[p] = true
+	return p, nil
+}
+
+func (r *subnetReservations) release(p netip.Prefix) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.held, p)
+}
+
+// freeSubnet returns the lowest node-sized subnet of cluster that no node
+// of v holds and that is not held.
+func freeSubnet(v *raftstore.View, cluster netip.Prefix, held map[netip.Prefix]bool) (netip.Prefix, error) {
+	used := maps.Clone(held)
+	if used == nil {
+		used = map[netip.Prefix]bool{}
+	}
 	for _, n := range raftstore.ListOf[*corev1.Node](v, raftstore.Nodes, "") {
 		if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil {
 			used[p.Masked()] = true

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -75,10 +74,9 @@ type Server struct {
 	mux *http.ServeMux
 	// encoded keeps the JSON of the objects lists answer with.
 	encoded encodeCache
-	// subnets is held by a node registration that picks a pod subnet, from
-	// reading the state until its write commits, so that two never pick
-	// the same one.
-	subnets sync.Mutex
+	// subnets are the pod subnets of node registrations not yet
+	// committed, so that two never pick the same one.
+	subnets subnetReservations
 }
 
 // New returns the API handler for one server.
