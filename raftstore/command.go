@@ -197,7 +197,7 @@ func encodedFromTyped(op Op) bool {
 // of txn: its binary form from version 3, its JSON before.
 func marshalTxn(txn Txn, logVersion int) ([]byte, error) {
 	if logVersion >= 3 {
-		return appendBinaryTxn(nil, txn), nil
+		return marshalBinaryTxn(txn), nil
 	}
 	// A JSON entry carries every object in JSON: ops is txn's ops with
 	// those in protobuf converted, copied at the first one.

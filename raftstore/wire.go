@@ -54,15 +54,27 @@ type protoObject interface {
 	Unmarshal([]byte) error
 }
 
-// appendBinaryTxn appends txn's binary form to b.
-func appendBinaryTxn(b []byte, txn Txn) []byte {
+// marshalBinaryTxn returns txn's binary form.
+func marshalBinaryTxn(txn Txn) []byte {
+	// Room for every field's bytes and, per op, its tags and lengths.
+	size := 16 + len(txn.RequestID)
+	for _, op := range txn.Ops {
+		size += 48 + len(op.Type) + len(op.Kind) + len(op.Namespace) + len(op.Name) + len(op.Object) + len(op.protoEncoding())
+	}
+	b := make([]byte, 0, size)
 	b = protowire.AppendTag(b, fieldTxnRequestID, protowire.BytesType)
 	b = protowire.AppendString(b, txn.RequestID)
-	var op []byte
-	for _, o := range txn.Ops {
-		op = appendBinaryOp(op[:0], o)
-		b = protowire.AppendTag(b, fieldTxnOps, protowire.BytesType)
-		b = protowire.AppendBytes(b, op)
+	var head [16]byte
+	for _, op := range txn.Ops {
+		// The op goes where it belongs, then moves up to make room for
+		// its tag and length, known once it is written.
+		start := len(b)
+		b = appendBinaryOp(b, op)
+		n := len(b) - start
+		h := protowire.AppendVarint(protowire.AppendTag(head[:0], fieldTxnOps, protowire.BytesType), uint64(n))
+		b = append(b, h...)
+		copy(b[start+len(h):], b[start:start+n])
+		copy(b[start:], h)
 	}
 	return b
 }
@@ -192,9 +204,9 @@ func decodeBinaryOp(b []byte) (Op, error) {
 	err := forEachField(b, func(n protowire.Number, v []byte, x uint64) error {
 		switch n {
 		case fieldOpType:
-			op.Type = OpType(v)
+			op.Type = opTypeOf(v)
 		case fieldOpKind:
-			op.Kind = Kind(v)
+			op.Kind = kindOf(v)
 		case fieldOpNamespace:
 			op.Namespace = string(v)
 		case fieldOpName:
@@ -215,4 +227,25 @@ func decodeBinaryOp(b []byte) (Op, error) {
 		return nil
 	})
 	return op, err
+}
+
+// opTypeOf returns the op type named v, without allocating for the known
+// ones.
+func opTypeOf(v []byte) OpType {
+	for _, t := range []OpType{OpPut, OpDelete, OpEnsure} {
+		if string(v) == string(t) {
+			return t
+		}
+	}
+	return OpType(v)
+}
+
+// kindOf returns the kind named v, without allocating for the known ones.
+func kindOf(v []byte) Kind {
+	for _, k := range Kinds {
+		if string(v) == string(k) {
+			return k
+		}
+	}
+	return Kind(v)
 }
