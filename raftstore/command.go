@@ -68,7 +68,10 @@ type Op struct {
 	Name      string `json:"name"`
 	// Object is the JSON of the object for OpPut and OpEnsure. Its
 	// metadata name and namespace must equal Name and Namespace. The FSM
-	// sets its TypeMeta and its resourceVersion (the log index).
+	// sets its TypeMeta and its resourceVersion (the log index). PutOp
+	// and EnsureOp leave it empty for kinds with a protobuf encoding and
+	// carry the object in that encoding; ObjectJSON returns the JSON of
+	// either. Setting Object replaces that encoding.
 	Object json.RawMessage `json:"object,omitempty"`
 	// IfVersion, when not 0, requires the object to exist with this
 	// resourceVersion (OpPut, OpDelete).
