@@ -48,6 +48,11 @@ var (
 	ErrShutdown = raft.ErrRaftShutdown
 )
 
+// ErrOutcomeUnknown is wrapped by the errors of Store.Apply for a write
+// that was submitted but whose outcome was not learned: it may still
+// commit. Retry it with the same request ID to learn it.
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
 // ErrNoRequestID is returned by Store.Apply for a Txn without a RequestID.
 var ErrNoRequestID = errors.New("transaction has no request id")
 

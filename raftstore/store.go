@@ -491,15 +491,15 @@ func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 	select {
 	case a = <-p.done:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, ctx.Err())
+		return 0, fmt.Errorf("apply %s: %w: %w", txn.RequestID, ErrOutcomeUnknown, ctx.Err())
 	case <-s.done:
-		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, raft.ErrRaftShutdown)
+		return 0, fmt.Errorf("apply %s: %w: %w", txn.RequestID, ErrOutcomeUnknown, raft.ErrRaftShutdown)
 	}
 	if err := a.err; err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return 0, s.notLeader()
 		}
-		return 0, fmt.Errorf("apply %s: outcome unknown: %w", txn.RequestID, err)
+		return 0, fmt.Errorf("apply %s: %w: %w", txn.RequestID, ErrOutcomeUnknown, err)
 	}
 	return a.res.Index, a.res.Err
 }

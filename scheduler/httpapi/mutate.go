@@ -62,7 +62,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 	wantVersion := scheduler.Version(obj)
 	var idx uint64
 	attempt := 0
-	err = retryConflicts(func() error {
+	err = retryConflicts(func() (commitErr error) {
 		obj := obj.DeepCopyObject().(raftstore.Object)
 		v := s.cfg.Store.View()
 		var ops []raftstore.Op
@@ -76,7 +76,13 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 			if err != nil {
 				return err
 			}
-			defer release()
+			// A new subnet is held until the write is known to have
+			// committed or not; one that may still commit keeps it.
+			defer func() {
+				if !errors.Is(commitErr, raftstore.ErrOutcomeUnknown) {
+					release()
+				}
+			}()
 		}
 		var op raftstore.Op
 		var err error
