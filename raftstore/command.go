@@ -379,6 +379,11 @@ func ValidateTxn(txn Txn) error {
 		if op.Type == OpDelete || encodedFromTyped(op) {
 			continue
 		}
+		// A protobuf encoding does not say what it encodes: decoded as
+		// another kind it may give a wrong object rather than an error.
+		if op.protoEncoding() != nil {
+			return txnErr(CodeInvalid, op, "object was encoded for another kind, namespace or name; build the op with PutOp or EnsureOp")
+		}
 		_, terr, err := decodeOpObject(op)
 		if err != nil {
 			return txnErr(CodeInvalid, op, "%v", err)

@@ -13,8 +13,8 @@ import (
 // Group commit. The leader's writes go to Raft through one committer,
 // which lets at most entriesInFlight entries that are not full be in
 // flight at once. Writes that arrive while they are share the next entry
-// (cmdTxns or cmdBinTxns), so that under load Raft's per-entry costs (storing, syncing
-// and sending each entry) are paid once for many writes. A full entry
+// (cmdTxns or cmdBinTxns), so that under load Raft's per-entry costs
+// (storing, syncing and sending each entry) are paid once for many writes. A full entry
 // (maxEntryWrites writes or maxEntryBytes) goes at once: waiting would
 // not make it bigger. A write alone, as every write of a single client
 // is, goes as an entry of one transaction, with no wait. Entries are in
@@ -76,7 +76,8 @@ type committer struct {
 	metrics *storeMetrics
 	// readers returns the newest log version every server of the
 	// configuration reads; asked at most every readersCheckEvery.
-	readers     func() int
+	readers func() int
+	// mu guards what readers said last (version) and when (checkedAt).
 	mu          sync.Mutex
 	checkedAt   time.Time
 	version     int

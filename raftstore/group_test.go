@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stead-io/stead/api"
@@ -67,40 +66,6 @@ func indexes(writes map[string]groupWrite, shared bool) (n, distinct int) {
 	return n, len(seen)
 }
 
-// entryFormats is a log store that records the type byte of each command
-// entry stored, in order.
-type entryFormats struct {
-	raft.LogStore
-	mu      sync.Mutex
-	formats []byte
-}
-
-func (l *entryFormats) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.Log{e}) }
-
-func (l *entryFormats) StoreLogs(logs []*raft.Log) error {
-	l.mu.Lock()
-	for _, e := range logs {
-		if e.Type == raft.LogCommand && len(e.Data) > 0 {
-			l.formats = append(l.formats, e.Data[0])
-		}
-	}
-	l.mu.Unlock()
-	return l.LogStore.StoreLogs(logs)
-}
-
-// since returns the type bytes recorded from the n-th on.
-func (l *entryFormats) since(n int) []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.formats[n:])
-}
-
-func (l *entryFormats) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.formats)
-}
-
 // The type bytes of the log entry formats (raftstore's cmdTxn, cmdTxns,
 // cmdBinTxn, cmdBinTxns): the log's format is what other versions of
 // stead read, so the test names the bytes themselves.
@@ -114,7 +79,7 @@ const (
 // and never two writes of one object; entries are in binary form once
 // every server reads log version 3; every server applies them alike.
 func TestGroupCommit(t *testing.T) {
-	logs := &entryFormats{LogStore: raft.NewInmemStore()}
+	logs := &storedLogs{LogStore: boltLogs(t, "s1")}
 	c := newCluster(t, 3, func(i int, cfg *raftstore.Config) {
 		if i == 0 {
 			cfg.LogStore = logs

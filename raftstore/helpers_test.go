@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -201,3 +205,62 @@ func restore(f *raftstore.FSM, data []byte) error {
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
+
+// boltLogs returns a raft-boltdb log store in a file of the test's, closed
+// when the test ends.
+func boltLogs(t *testing.T, name string) *raftboltdb.BoltStore {
+	t.Helper()
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(t.TempDir(), name+"-logs.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logs.Close() })
+	return logs
+}
+
+// storedLogs is a log store that records what is stored through it: the
+// lowest index, and the type byte of each command entry, in order.
+type storedLogs struct {
+	raft.LogStore
+	mu      sync.Mutex
+	lowest  uint64
+	formats []byte
+}
+
+func (l *storedLogs) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.Log{e}) }
+
+func (l *storedLogs) StoreLogs(logs []*raft.Log) error {
+	l.mu.Lock()
+	for _, e := range logs {
+		if l.lowest == 0 || e.Index < l.lowest {
+			l.lowest = e.Index
+		}
+		if e.Type == raft.LogCommand && len(e.Data) > 0 {
+			l.formats = append(l.formats, e.Data[0])
+		}
+	}
+	l.mu.Unlock()
+	return l.LogStore.StoreLogs(logs)
+}
+
+// first returns the lowest index stored, 0 for none.
+func (l *storedLogs) first() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lowest
+}
+
+// since returns the type bytes of the command entries stored from the
+// n-th on.
+func (l *storedLogs) since(n int) []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.formats[n:])
+}
+
+// count returns how many command entries were stored.
+func (l *storedLogs) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.formats)
+}

@@ -461,10 +461,12 @@ func (s *Store) WaitForChanges(ctx context.Context, keys []ChangeKey, after uint
 //     Forward the request to the leader it names.
 //   - *TxnError (Conflict, NotFound, AlreadyExists): committed, and
 //     changed nothing.
-//   - anything else (ErrLeadershipLost, ctx's error, ErrShutdown): the
-//     outcome is unknown. Retry with the same RequestID; the FSM
-//     applies a request ID at most once and answers repeats with the
-//     first result.
+//   - an error wrapping ErrOutcomeUnknown (and ErrLeadershipLost, ctx's
+//     error or ErrShutdown): the write was submitted and may or may not
+//     have committed. Retry with the same RequestID; the FSM applies a
+//     request ID at most once and answers repeats with the first result.
+//   - ctx's error or ErrShutdown without it: the write ended before it
+//     was submitted; nothing committed.
 func (s *Store) Apply(ctx context.Context, txn Txn) (uint64, error) {
 	if err := ValidateTxn(txn); err != nil {
 		return 0, err

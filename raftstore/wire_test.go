@@ -1,6 +1,7 @@
 package raftstore_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -261,6 +262,32 @@ func TestBinaryEntryRefusesWhatItCannotDecode(t *testing.T) {
 				}
 			}()
 			f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: tc.data})
+		})
+	}
+}
+
+// TestValidateTxnRefusesARekeyedProtobufOp: an op whose kind or key was
+// changed after PutOp encoded its object in protobuf is refused before it
+// reaches the log; the same change with the object in JSON is decoded and
+// checked as before.
+func TestValidateTxnRefusesARekeyedProtobufOp(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*raftstore.Op)
+	}{
+		{"kind", func(op *raftstore.Op) { op.Kind = raftstore.Services }},
+		{"name", func(op *raftstore.Op) { op.Name = "web-1" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			op := put(t, pod("default", "web-0"))
+			if err := raftstore.ValidateTxn(raftstore.Txn{RequestID: "r", Ops: []raftstore.Op{op}}); err != nil {
+				t.Fatalf("the op as PutOp built it: %v", err)
+			}
+			tc.change(&op)
+			err := raftstore.ValidateTxn(raftstore.Txn{RequestID: "r", Ops: []raftstore.Op{op}})
+			if !errors.Is(err, raftstore.ErrInvalid) || !strings.Contains(err.Error(), "build the op with PutOp") {
+				t.Fatalf("after changing its %s: %v, want ErrInvalid naming PutOp", tc.name, err)
+			}
 		})
 	}
 }

@@ -79,13 +79,13 @@ type Server struct {
 	subnets subnetReservations
 }
 
-// New returns the API handler for one server.
 // ForwardIdleConns is how many idle connections to the leader a follower
 // keeps for forwarding: as many as it may forward at once when thousands
 // of agents heartbeat through it, so that a forwarded request seldom opens
 // a connection of its own, which with TLS also costs a handshake.
 const ForwardIdleConns = 256
 
+// New returns the API handler for one server.
 func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()

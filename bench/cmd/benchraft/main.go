@@ -118,6 +118,7 @@ func run(o options) error {
 	}
 	defer cluster.Stop()
 	stead := newSteadWriter(cluster.Leader(), o.clients)
+	defer stead.close()
 
 	payload, err := steadSizedPayload()
 	if err != nil {
@@ -396,6 +397,15 @@ func newSteadWriter(s *bench.Server, clients int) *steadWriter {
 	return &steadWriter{addr: s.HTTPAddr, path: "/v1/namespaces/bench/events/", conns: conns}
 }
 
+// close closes the clients' connections.
+func (w *steadWriter) close() {
+	for _, cc := range w.conns {
+		if cc.c != nil {
+			cc.c.Close()
+		}
+	}
+}
+
 func (w *steadWriter) write(client, seq int) error {
 	name := "w-" + strconv.Itoa(client)
 	cc := w.conns[client]
@@ -410,7 +420,7 @@ func (w *steadWriter) write(client, seq int) error {
 	cc.req = fmt.Appendf(cc.req[:0], "PUT %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
 		w.path, name, w.addr, len(body))
 	cc.req = append(cc.req, body...)
-	keep, err := w.roundTrip(cc, name)
+	keep, err := cc.roundTrip(name)
 	if !keep {
 		cc.c.Close()
 		cc.c, cc.r = nil, nil
@@ -420,7 +430,7 @@ func (w *steadWriter) write(client, seq int) error {
 
 // roundTrip sends cc's request and reads its response, which must be 200,
 // and reports whether the connection can carry the next request.
-func (w *steadWriter) roundTrip(cc *clientConn, name string) (keep bool, err error) {
+func (cc *clientConn) roundTrip(name string) (keep bool, err error) {
 	cc.c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := cc.c.Write(cc.req); err != nil {
 		return false, err
