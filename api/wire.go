@@ -10,6 +10,12 @@ import (
 // passes it back as ?index=N&wait=D to block until the state moves past N.
 const HeaderIndex = "X-Stead-Index"
 
+// PreferMinimal is the preference (header "Prefer", RFC 7240) with which a
+// client that will not read the object it writes asks for an answer
+// without it: 204 No Content, with the index in HeaderIndex. Client.Do
+// sends it for a write whose answer the caller does not decode.
+const PreferMinimal = "return=minimal"
+
 // MaxBodyBytes is the largest request body the API accepts.
 const MaxBodyBytes = 4 << 20
 

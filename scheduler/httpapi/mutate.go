@@ -122,8 +122,10 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, body []byte) error 
 	if err != nil {
 		return err
 	}
-	stored, _ := s.cfg.Store.View().Get(kind, ns, name)
-	writeJSON(w, http.StatusOK, idx, stored)
+	writeStored(w, r, idx, func() any {
+		stored, _ := s.cfg.Store.View().Get(kind, ns, name)
+		return stored
+	})
 	return nil
 }
 
@@ -153,8 +155,10 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, body []byte
 	if err != nil {
 		return err
 	}
-	stored, _ := s.cfg.Store.View().Get(raftstore.Kind(res.Name), ns, name)
-	writeJSON(w, http.StatusOK, idx, stored)
+	writeStored(w, r, idx, func() any {
+		stored, _ := s.cfg.Store.View().Get(raftstore.Kind(res.Name), ns, name)
+		return stored
+	})
 	return nil
 }
 
@@ -421,13 +425,13 @@ func (s *Server) putSub(w http.ResponseWriter, r *http.Request, body []byte) err
 	if err != nil {
 		return err
 	}
-	v := s.cfg.Store.View()
-	o, _ := v.Get(kind, ns, name)
-	if sub == "scale" {
-		writeJSON(w, http.StatusOK, idx, scaleOf(o.(*appsv1.StatefulSet)))
-		return nil
-	}
-	writeJSON(w, http.StatusOK, idx, o)
+	writeStored(w, r, idx, func() any {
+		o, _ := s.cfg.Store.View().Get(kind, ns, name)
+		if sub == "scale" {
+			return scaleOf(o.(*appsv1.StatefulSet))
+		}
+		return o
+	})
 	return nil
 }
 

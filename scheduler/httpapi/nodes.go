@@ -194,8 +194,10 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, _ []byte) er
 	if err != nil {
 		return err
 	}
-	stored, _ := s.cfg.Store.View().Get(raftstore.Nodes, "", name)
-	writeJSON(w, http.StatusOK, idx, stored)
+	writeStored(w, r, idx, func() any {
+		stored, _ := s.cfg.Store.View().Get(raftstore.Nodes, "", name)
+		return stored
+	})
 	return nil
 }
 

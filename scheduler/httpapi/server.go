@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -357,6 +358,38 @@ func toStatus(err error) metav1.Status {
 		return apierrors.NewTimeoutError("the write did not commit in time; its outcome is unknown, retry with the same request ID", 1).Status()
 	}
 	return apierrors.NewInternalError(err).Status()
+}
+
+// writeStored answers a write that committed at index: with the object as
+// now stored (what stored returns), or, when the client asked with
+// "Prefer: return=minimal" (RFC 7240), with 204 No Content and the index
+// alone. An agent's heartbeats and reports do not read the object back,
+// and encoding it is a good part of what a write costs the leader.
+func writeStored(w http.ResponseWriter, r *http.Request, index uint64, stored func() any) {
+	if !prefersMinimal(r.Header) {
+		writeJSON(w, http.StatusOK, index, stored())
+		return
+	}
+	w.Header().Set("Preference-Applied", api.PreferMinimal)
+	w.Header().Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// prefersMinimal reports whether the Prefer headers of h hold the
+// preference return=minimal. Names and values are matched without regard
+// to case, and a preference's parameters (after ";") are ignored.
+func prefersMinimal(h http.Header) bool {
+	for _, line := range h.Values("Prefer") {
+		for _, pref := range strings.Split(line, ",") {
+			pref, _, _ = strings.Cut(pref, ";")
+			name, value, _ := strings.Cut(pref, "=")
+			if strings.EqualFold(strings.TrimSpace(name), "return") &&
+				strings.EqualFold(strings.Trim(strings.TrimSpace(value), `"`), "minimal") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, index uint64, v any) {

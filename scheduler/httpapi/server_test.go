@@ -585,6 +585,17 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		t.Fatalf("status from s2: %+v", st)
 	}
 
+	// The leader's minimal answer to a write comes back through the
+	// follower, with the index of the commit.
+	resp, data := putEvent(t, s3, "via-follower", api.PreferMinimal)
+	if resp.StatusCode != http.StatusNoContent || len(data) != 0 || resp.Header.Get("Preference-Applied") != api.PreferMinimal {
+		t.Fatalf("minimal answer through s3: %s, Preference-Applied %q, body %q", resp.Status, resp.Header.Get("Preference-Applied"), data)
+	}
+	ev, ok := s1.store.View().Get(raftstore.Events, "default", "via-follower")
+	if !ok || resp.Header.Get(api.HeaderIndex) != ev.GetResourceVersion() {
+		t.Fatalf("minimal answer through s3 has index %q; the leader stored the event: %v", resp.Header.Get(api.HeaderIndex), ok)
+	}
+
 	// Heartbeats that arrive at a follower together are forwarded on
 	// connections it keeps: rounds of them open no more connections to
 	// the leader than one round needs.
