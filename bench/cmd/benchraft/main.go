@@ -10,7 +10,10 @@
 // baseline's leader process also runs its load, calling raft.Apply; Stead's
 // load comes from this process over HTTP to the leader's API, each write a
 // PUT of an Event that the server commits in one transaction; each client
-// writes on a connection of its own.
+// writes on a connection of its own. Writes ask for a minimal answer
+// ("Prefer: return=minimal"), as Stead's agent does for the events and
+// reports it sends; a second Stead load takes the stored object back in
+// each answer, as kubectl does, and is reported beside it.
 package main
 
 import (
@@ -37,6 +40,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stead-io/stead/api"
 	"github.com/stead-io/stead/bench"
 	"github.com/stead-io/stead/raftstore"
 )
@@ -117,8 +121,10 @@ func run(o options) error {
 		return err
 	}
 	defer cluster.Stop()
-	stead := newSteadWriter(cluster.Leader(), o.clients)
+	stead := newSteadWriter(cluster.Leader(), o.clients, true)
 	defer stead.close()
+	steadFull := newSteadWriter(cluster.Leader(), o.clients, false)
+	defer steadFull.close()
 
 	payload, err := steadSizedPayload()
 	if err != nil {
@@ -131,6 +137,7 @@ func run(o options) error {
 	// Warm both up: connections, caches, the first snapshot threshold far away.
 	load(1, time.Second, bareOp)
 	load(1, time.Second, stead.write)
+	load(1, time.Second, steadFull.write)
 
 	// CPU time counts every process of a group and this one, which runs
 	// the baseline's load or Stead's clients.
@@ -152,10 +159,19 @@ func run(o options) error {
 		{fmt.Sprintf("concurrent commits (%d clients)", o.clients), o.clients},
 	}
 	for _, ph := range phases {
-		var bs, ss []bench.Run
+		var bs, ss, fs []bench.Run
 		for r := range o.rounds {
 			progress("%s, round %d/%d: baseline", ph.name, r+1, o.rounds)
 			bs = append(bs, load(ph.clients, o.duration, bareOp, barePIDs...))
+			// Stead's two loads take turns going first, so that neither
+			// always runs right after the baseline.
+			full := func() {
+				progress("%s, round %d/%d: Stead, full answers", ph.name, r+1, o.rounds)
+				fs = append(fs, load(ph.clients, o.duration, steadFull.write, steadPIDs...))
+			}
+			if r%2 == 1 {
+				full()
+			}
 			progress("%s, round %d/%d: Stead", ph.name, r+1, o.rounds)
 			profiled := make(chan error, len(cluster.Servers))
 			profiles := 0
@@ -175,14 +191,17 @@ func run(o options) error {
 					progress("%v", err)
 				}
 			}
+			if r%2 == 0 {
+				full()
+			}
 		}
-		b, s := best(bs), best(ss)
-		progress("%s: baseline %.0f/s, Stead %.0f/s", ph.name, b.PerSecond(), s.PerSecond())
+		b, s, f := best(bs), best(ss), best(fs)
+		progress("%s: baseline %.0f/s, Stead %.0f/s, with full answers %.0f/s", ph.name, b.PerSecond(), s.PerSecond(), f.PerSecond())
 		const baseName = "bare hashicorp/raft"
 		note := fmt.Sprintf("best of %d alternating rounds of %s: Stead %s, baseline %s; baseline entry %d bytes",
 			o.rounds, o.duration, rates(ss), rates(bs), len(payload))
-		if errs := failed(ss) + failed(bs); errs > 0 {
-			note += fmt.Sprintf("; failed writes: Stead %d, baseline %d", failed(ss), failed(bs))
+		if errs := failed(ss) + failed(fs) + failed(bs); errs > 0 {
+			note += fmt.Sprintf("; failed writes: Stead %d, with full answers %d, baseline %d", failed(ss), failed(fs), failed(bs))
 		}
 		rows := []bench.Result{
 			bench.NewResult(benchName, ph.name, "throughput", s.PerSecond(), "commits/s").
@@ -197,6 +216,10 @@ func run(o options) error {
 					"per commit, Stead: client %s, leader %s, followers %s; baseline: leader with its load %s, followers %s",
 					s.CPU.Seconds()/s.Elapsed.Seconds(), runtime.NumCPU(), b.CPU.Seconds()/b.Elapsed.Seconds(),
 					perOp(s, 0), perOp(s, 1), perOp(s, 2, 3), perOp(b, 0), perOp(b, 1, 2)),
+			bench.NewResult(benchName, ph.name+", full answers", "throughput", f.PerSecond(), "commits/s").
+				Against(baseName, b.PerSecond()).
+				WithNote("each answer holds the stored object, as kubectl reads it; best of %d rounds: %s; p50 %.0fµs, p99 %.0fµs",
+					o.rounds, rates(fs), bench.Micros(f.Percentile(50)), bench.Micros(f.Percentile(99))),
 		}
 		for _, r := range rows {
 			if err := em.Emit(r); err != nil {
@@ -379,6 +402,8 @@ type steadWriter struct {
 	addr  string
 	path  string
 	conns []*clientConn
+	// minimal asks for answers without the stored object.
+	minimal bool
 }
 
 // clientConn is one client's connection, or nil fields before its first
@@ -389,12 +414,12 @@ type clientConn struct {
 	req []byte
 }
 
-func newSteadWriter(s *bench.Server, clients int) *steadWriter {
+func newSteadWriter(s *bench.Server, clients int, minimal bool) *steadWriter {
 	conns := make([]*clientConn, clients)
 	for i := range conns {
 		conns[i] = &clientConn{}
 	}
-	return &steadWriter{addr: s.HTTPAddr, path: "/v1/namespaces/bench/events/", conns: conns}
+	return &steadWriter{addr: s.HTTPAddr, path: "/v1/namespaces/bench/events/", conns: conns, minimal: minimal}
 }
 
 // close closes the clients' connections.
@@ -417,10 +442,14 @@ func (w *steadWriter) write(client, seq int) error {
 		cc.c, cc.r = c, bufio.NewReader(c)
 	}
 	body := eventBody(name, seq, time.Now())
-	cc.req = fmt.Appendf(cc.req[:0], "PUT %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+	cc.req = fmt.Appendf(cc.req[:0], "PUT %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n",
 		w.path, name, w.addr, len(body))
+	if w.minimal {
+		cc.req = append(cc.req, "Prefer: "+api.PreferMinimal+"\r\n"...)
+	}
+	cc.req = append(cc.req, "\r\n"...)
 	cc.req = append(cc.req, body...)
-	keep, err := cc.roundTrip(name)
+	keep, err := cc.roundTrip(name, w.minimal)
 	if !keep {
 		cc.c.Close()
 		cc.c, cc.r = nil, nil
@@ -428,9 +457,10 @@ func (w *steadWriter) write(client, seq int) error {
 	return err
 }
 
-// roundTrip sends cc's request and reads its response, which must be 200,
-// and reports whether the connection can carry the next request.
-func (cc *clientConn) roundTrip(name string) (keep bool, err error) {
+// roundTrip sends cc's request and reads its response, which must be 200
+// with the stored object, or 204 with none when minimal, and reports
+// whether the connection can carry the next request.
+func (cc *clientConn) roundTrip(name string, minimal bool) (keep bool, err error) {
 	cc.c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := cc.c.Write(cc.req); err != nil {
 		return false, err
@@ -444,7 +474,11 @@ func (cc *clientConn) roundTrip(name string) (keep bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	want := http.StatusOK
+	if minimal {
+		want = http.StatusNoContent
+	}
+	if resp.StatusCode != want || (!minimal && len(body) == 0) {
 		return !resp.Close, fmt.Errorf("PUT event %s: %s: %s", name, resp.Status, bytes.TrimSpace(body))
 	}
 	return !resp.Close, nil
