@@ -379,8 +379,10 @@ func writeStored(w http.ResponseWriter, r *http.Request, index uint64, stored fu
 // preference return=minimal. Names and values are matched without regard
 // to case, and a preference's parameters (after ";") are ignored.
 func prefersMinimal(h http.Header) bool {
-	for _, line := range h.Values("Prefer") {
-		for _, pref := range strings.Split(line, ",") {
+	for _, line := range h["Prefer"] {
+		for more := true; more; {
+			var pref string
+			pref, line, more = strings.Cut(line, ",")
 			pref, _, _ = strings.Cut(pref, ";")
 			name, value, _ := strings.Cut(pref, "=")
 			if strings.EqualFold(strings.TrimSpace(name), "return") &&
