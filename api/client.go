@@ -232,8 +232,9 @@ func (c *Client) Status(ctx context.Context) (*ClusterStatus, error) {
 
 // Do sends one request and decodes a JSON answer into out (when out is not
 // nil; a write whose answer out would not take asks for none, with
-// PreferMinimal). Errors the server reports come back as *apierrors.StatusError, so
-// callers can test them with apierrors.IsNotFound and friends.
+// PreferMinimal). Errors the server reports come back as
+// *apierrors.StatusError, so callers can test them with apierrors.IsNotFound
+// and friends.
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body []byte, out any) (uint64, error) {
 	u := *c.base
 	u.Path = strings.TrimSuffix(c.base.Path, "/") + path

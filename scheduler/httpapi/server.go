@@ -371,7 +371,9 @@ func writeStored(w http.ResponseWriter, r *http.Request, index uint64, stored fu
 		return
 	}
 	w.Header().Set("Preference-Applied", api.PreferMinimal)
-	w.Header().Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+	if index > 0 {
+		w.Header().Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
