@@ -76,6 +76,7 @@ func (l *Leases) Renew(node string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.renewed[node] = l.clock.Now()
+	delete(l.seen, node)
 }
 
 // Expired reports whether node's lease has run out: no renewal for a TTL,
@@ -91,11 +92,11 @@ func (l *Leases) Expired(node string) bool {
 func (l *Leases) Age(node string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// A node seen is seen after since: Reset forgets every sighting.
 	last, ok := l.renewed[node]
 	if !ok {
-		last = l.since
-		if seen, ok := l.seen[node]; ok && seen.After(last) {
-			last = seen
+		if last, ok = l.seen[node]; !ok {
+			last = l.since
 		}
 	}
 	return l.clock.Now().Sub(last)

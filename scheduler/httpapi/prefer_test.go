@@ -48,7 +48,6 @@ func TestPrefersMinimal(t *testing.T) {
 // does not gets that object.
 func TestPreferMinimalAnswer(t *testing.T) {
 	ts := startServer(t, "s1", true)
-	put := func(name, prefer string) (*http.Response, []byte) { return putEvent(t, ts, name, prefer) }
 	stored := func(name string) *corev1.Event {
 		t.Helper()
 		var ev corev1.Event
@@ -58,7 +57,7 @@ func TestPreferMinimalAnswer(t *testing.T) {
 		return &ev
 	}
 
-	resp, data := put("minimal", api.PreferMinimal)
+	resp, data := putEvent(t, ts, "minimal", api.PreferMinimal)
 	if resp.StatusCode != http.StatusNoContent || len(data) != 0 || resp.Header.Get("Preference-Applied") != api.PreferMinimal {
 		t.Fatalf("minimal answer: %s, Preference-Applied %q, body %q", resp.Status, resp.Header.Get("Preference-Applied"), data)
 	}
@@ -70,7 +69,7 @@ func TestPreferMinimalAnswer(t *testing.T) {
 		t.Errorf("stored message %q", ev.Message)
 	}
 
-	resp, data = put("full", "return=representation")
+	resp, data = putEvent(t, ts, "full", "return=representation")
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Preference-Applied") != "" {
 		t.Fatalf("full answer: %s, Preference-Applied %q", resp.Status, resp.Header.Get("Preference-Applied"))
 	}

@@ -363,17 +363,15 @@ func toStatus(err error) metav1.Status {
 // writeStored answers a write that committed at index: with the object as
 // now stored (what stored returns), or, when the client asked with
 // "Prefer: return=minimal" (RFC 7240), with 204 No Content and the index
-// alone. An agent's heartbeats and reports do not read the object back,
-// and encoding it is a good part of what a write costs the leader.
+// alone. An agent's events and status reports do not read the object
+// back, and encoding it is a good part of what a write costs the leader.
 func writeStored(w http.ResponseWriter, r *http.Request, index uint64, stored func() any) {
 	if !prefersMinimal(r.Header) {
 		writeJSON(w, http.StatusOK, index, stored())
 		return
 	}
 	w.Header().Set("Preference-Applied", api.PreferMinimal)
-	if index > 0 {
-		w.Header().Set(api.HeaderIndex, strconv.FormatUint(index, 10))
-	}
+	setIndex(w.Header(), index)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -403,10 +401,16 @@ func writeJSON(w http.ResponseWriter, code int, index uint64, v any) {
 		data = []byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"encode answer","code":500}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if index > 0 {
-		w.Header().Set(api.HeaderIndex, strconv.FormatUint(index, 10))
-	}
+	setIndex(w.Header(), index)
 	w.WriteHeader(code)
 	w.Write(data)
 	w.Write([]byte("\n"))
+}
+
+// setIndex puts the state index an answer was read or written at in h;
+// index 0 (none known) puts nothing.
+func setIndex(h http.Header, index uint64) {
+	if index > 0 {
+		h.Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+	}
 }
