@@ -243,13 +243,21 @@ func TestAgentAPITokens(t *testing.T) {
 	if _, found := sample(metrics, `stead_agent_heartbeat_age_seconds`); !found {
 		t.Errorf("/metrics lacks stead_agent_heartbeat_age_seconds")
 	}
-	// The pod is gone: none is counted in any phase.
-	for _, phase := range []string{"Pending", "Running", "Succeeded", "Failed", "Unknown"} {
-		series := `stead_agent_pods{phase="` + phase + `"}`
-		if v, found := sample(metrics, series); !found || v != 0 {
-			t.Errorf("/metrics: %s = %v (found %v), want 0", series, v, found)
+	// The pod is gone: once its worker has retired, a moment after it
+	// confirmed the deletion, none is counted in any phase.
+	waitFor(t, 10*time.Second, "no pod counted in /metrics", func() (bool, string) {
+		metrics, err := scrape(ctx, a.APIAddr(), readOnly)
+		if err != nil {
+			return false, err.Error()
 		}
-	}
+		for _, phase := range []string{"Pending", "Running", "Succeeded", "Failed", "Unknown"} {
+			series := `stead_agent_pods{phase="` + phase + `"}`
+			if v, found := sample(metrics, series); !found || v != 0 {
+				return false, fmt.Sprintf("%s = %v (found %v), want 0", series, v, found)
+			}
+		}
+		return true, ""
+	})
 }
 
 // TestAgentAPITokensOverTLS checks the tokens of the agent's callers over
