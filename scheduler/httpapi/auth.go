@@ -152,7 +152,10 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, d)
 		return
 	}
-	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)))
+	if tok != nil {
+		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, tok))
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // DefaultTokenCatchUp is how long a follower waits for a token it does
