@@ -67,7 +67,7 @@ if [ "$QUICK" = 1 ]; then
 	rollout_args=(-bench.single-trials 3)
 else
 	mode=full
-	raft_args=(-duration 5s -rounds 3)
+	raft_args=(-duration 5s -rounds 5)
 	place_args=(-agents 1000,5000 -timeout 3m -rounds 3 -leader-agents 1000)
 	dns_args=(-duration 10s -rounds 3)
 	failover_args=(-bench.node-trials 10 -bench.leader-trials 20)
