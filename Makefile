@@ -53,8 +53,6 @@ unit:
 ## (BENCH_QUICK=1 for a smoke run, BENCH_ONLY="raft dns" for a part)
 bench: build
 	bench/run.sh
-	@echo "== pod start through the agent against ctr run on the same containerd (as root)"
-	CGO_ENABLED=1 $(GO) test -run '^$$' -bench '^BenchmarkPodStart$$' -benchtime 1x ./agent/
 
 ## chaos: the cluster fault tests with random seeds for CHAOS_DURATION (as root);
 ## replay a run with CHAOS_ARGS="-chaos.seed N -chaos.runs 1"

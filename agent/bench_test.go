@@ -2,26 +2,30 @@ package agent_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os/exec"
-	"sort"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/stead-io/stead/api"
+	"github.com/stead-io/stead/bench"
 )
 
 // benchPods is how many pods BenchmarkPodStart starts, one after another.
 const benchPods = 50
+
+var benchResults = flag.String("bench.results", "", "append the pod start benchmark's rows (bench.Result JSON lines) to this file")
 
 // BenchmarkPodStart measures how long a pod takes from its assignment
 // (committed to the store) to the status Running the agent reports for it
 // (committed too), for benchPods pods in a row on one node, and compares it
 // with `ctr run -d` of the same image on the same containerd (no network,
 // no status): the agent's overhead over the bare runtime. It reports p50
-// and p99 of both and their ratio. Run it once:
+// and p99 of both and their ratio, and with -bench.results appends them as
+// rows of bench/RESULTS.md (make bench runs it so). Run it once:
 //
 //	go test -run '^$' -bench BenchmarkPodStart -benchtime 1x ./agent/
 func BenchmarkPodStart(b *testing.B) {
@@ -50,15 +54,27 @@ func BenchmarkPodStart(b *testing.B) {
 	}
 	b.StopTimer()
 
-	ap50, ap99 := percentile(agentTimes, 50), percentile(agentTimes, 99)
-	cp50, cp99 := percentile(ctrTimes, 50), percentile(ctrTimes, 99)
-	b.ReportMetric(ms(ap50), "agent-p50-ms")
-	b.ReportMetric(ms(ap99), "agent-p99-ms")
-	b.ReportMetric(ms(cp50), "ctr-p50-ms")
-	b.ReportMetric(ms(cp99), "ctr-p99-ms")
-	b.ReportMetric(ms(ap50)/ms(cp50), "p50-ratio")
+	ap50, ap99 := bench.Percentile(agentTimes, 50), bench.Percentile(agentTimes, 99)
+	cp50, cp99 := bench.Percentile(ctrTimes, 50), bench.Percentile(ctrTimes, 99)
 	b.Logf("%d pods in a row: agent (assignment → Running reported) p50 %v p99 %v; ctr run -d p50 %v p99 %v; p50 ratio %.2f",
 		benchPods, ap50.Round(time.Millisecond), ap99.Round(time.Millisecond), cp50.Round(time.Millisecond), cp99.Round(time.Millisecond), ms(ap50)/ms(cp50))
+	name := fmt.Sprintf("%d pods one after another on one node", benchPods)
+	const ctrName = "ctr run -d of the same image on the same containerd"
+	rows := []bench.Result{
+		bench.NewResult("podstart", name, "p50", ms(ap50), "ms").Against(ctrName, ms(cp50)).
+			Want(bench.Target{OfRatio: true, AtMost: true, Bound: 1.3}).
+			WithNote("the agent's time runs from the pod's assignment committed to its status Running committed; " +
+				"it adds the pod's network (CNI bridge), the store and the status report to what ctr does"),
+		bench.NewResult("podstart", name, "p99", ms(ap99), "ms").Against(ctrName, ms(cp99)),
+	}
+	for _, r := range rows {
+		b.ReportMetric(r.Value, r.MetricName())
+	}
+	if *benchResults != "" {
+		if err := bench.AppendResults(*benchResults, rows); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	for i := range benchPods {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -91,13 +107,6 @@ func (e *testEnv) waitRunning(t testing.TB, name string) {
 			t.Fatalf("%s not Running: %v", name, err)
 		}
 	}
-}
-
-func percentile(ds []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	return s[max(0, min(i, len(s))-1)]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

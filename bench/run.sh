@@ -6,20 +6,20 @@
 #
 #   bench/run.sh                  the full run (at most 30 minutes)
 #   BENCH_QUICK=1 bench/run.sh    a smoke run (about 3 minutes)
-#   BENCH_ONLY="raft dns"         only these of: raft placement dns failover rollout footprint
+#   BENCH_ONLY="raft dns"         only these of: raft placement dns podstart failover rollout footprint
 #   BENCH_OUT=DIR                 keep logs, data and raw results in DIR
 #   BENCH_NICE=-10                run the benchmarks at this niceness, so that
 #                                 other work on the machine disturbs them less
 #
 # Each benchmark is a program under bench/cmd that prints bench.Result JSON
 # lines on standard output and its progress on standard error, or a Go
-# benchmark that runs real agents (failover, rollout, footprint: as root)
-# and appends its rows to the file its -bench.results flag names. To add
-# one, add a case to run_one below and its name to ALL.
+# benchmark that runs real agents (podstart, failover, rollout, footprint:
+# as root) and appends its rows to the file its -bench.results flag names.
+# To add one, add a case to run_one below and its name to ALL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL="raft placement dns failover rollout footprint"
+ALL="raft placement dns podstart failover rollout footprint"
 ONLY=${BENCH_ONLY:-$ALL}
 QUICK=${BENCH_QUICK:-0}
 started=$(date +%s)
@@ -44,6 +44,7 @@ go build -o "$out/bin/" ./bench/cmd/...
 # The Go benchmarks run from their package's directory (testdata, sources).
 CGO_ENABLED=1 go test -c -o "$out/bin/clustertest.test" ./clustertest
 CGO_ENABLED=1 go test -c -o "$out/bin/stead.test" ./cmd/stead
+CGO_ENABLED=1 go test -c -o "$out/bin/agent.test" ./agent
 
 # dnsperf comes from Debian; install it only when it is missing.
 case " $ONLY " in *" dns "*)
@@ -104,6 +105,10 @@ run_one() {
 	dns)
 		limit=400
 		cmd=("$out/bin/benchdns" -dir "$out/dns" "${dns_args[@]}")
+		;;
+	podstart)
+		limit=300
+		cmd=(gobench agent agent.test '^BenchmarkPodStart$')
 		;;
 	failover)
 		limit=900
