@@ -41,7 +41,7 @@ func (w *podWorker) writeIdentity(sb string, pod *corev1.Pod, net sandboxNet) er
 		if cur, err := os.ReadFile(p); err == nil && string(cur) == string(data) {
 			continue
 		}
-		if err := writeFileAtomic(p, data, 0o644); err != nil {
+		if err := writeFileDerived(p, data, 0o644); err != nil {
 			return fmt.Errorf("write %s of pod %s: %w", name, w.key, err)
 		}
 	}

@@ -46,6 +46,18 @@ func (p paths) volumes() string     { return filepath.Join(p.root, "volumes") }
 // writeFileAtomic replaces path with data durably: temporary file, fsync,
 // rename, fsync of the directory.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return replaceFile(path, data, perm, true)
+}
+
+// writeFileDerived replaces path with data as writeFileAtomic does, so that
+// readers see the old file or the new one, but does not wait for the disk.
+// It is for files the agent computes again on every sync of their pod, and
+// which a reboot throws away with the pod's sandbox.
+func writeFileDerived(path string, data []byte, perm os.FileMode) error {
+	return replaceFile(path, data, perm, false)
+}
+
+func replaceFile(path string, data []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -55,7 +67,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err = tmp.Write(data); err == nil {
+	if _, err = tmp.Write(data); err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -67,7 +79,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
-	if err != nil {
+	if err != nil || !durable {
 		return err
 	}
 	d, err := os.Open(dir)
