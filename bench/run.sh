@@ -69,7 +69,7 @@ if [ "$QUICK" = 1 ]; then
 else
 	mode=full
 	raft_args=(-duration 5s -rounds 5)
-	place_args=(-agents 1000,5000 -timeout 3m -rounds 3 -leader-agents 1000)
+	place_args=(-agents 1000,5000 -timeout 3m -rounds 5 -leader-agents 1000)
 	dns_args=(-duration 10s -rounds 3)
 	failover_args=(-bench.node-trials 10 -bench.leader-trials 20)
 	rollout_args=(-bench.single-trials 10)
