@@ -24,9 +24,9 @@ var benchResults = flag.String("bench.results", "", "append the pod start benchm
 // (committed too), for benchPods pods in a row on one node, and compares it
 // with `ctr run -d` of the same image on the same containerd (no network,
 // no status), each pod followed by one ctr container: the agent's overhead
-// over the bare runtime. It reports p50
-// and p99 of both and their ratio, and with -bench.results appends them as
-// rows of bench/RESULTS.md (make bench runs it so). Run it once:
+// over the bare runtime. It reports p50 and p99 of both and their ratio,
+// and with -bench.results appends them as rows of bench/RESULTS.md (make
+// bench runs it so). Run it once:
 //
 //	go test -run '^$' -bench BenchmarkPodStart -benchtime 1x ./agent/
 func BenchmarkPodStart(b *testing.B) {
