@@ -160,8 +160,14 @@ type placer struct {
 	// byName indexes nodes.
 	byName map[string]*nodeState
 	// placed are the pods bound to a known node, with their node, in a
-	// fixed order; assignments made by this call are appended.
-	placed []placedPod
+	// fixed order; assignments made by this call are appended. repelling
+	// are those of them with required anti-affinity terms, the only ones
+	// that can forbid a node to a pod that has no affinity of its own.
+	placed    []placedPod
+	repelling []placedPod
+	// spread counts, per spread group (see spreadGroup), the group's pods
+	// on each node that holds any, by node index.
+	spread map[string]map[int]int
 	// claims by namespace/name.
 	claims map[types.NamespacedName]*corev1.PersistentVolumeClaim
 	// next is the node the next pod's search starts at.
@@ -180,6 +186,9 @@ type placedPod struct {
 type nodeState struct {
 	node *corev1.Node
 	name string
+	// index is the node's place in placer.nodes, which are sorted by
+	// name: comparing indexes compares names.
+	index int
 	// down is set when the node is not Ready or is out of service: it
 	// takes no pod, whatever the pod tolerates.
 	down bool
@@ -193,8 +202,6 @@ type nodeState struct {
 	scored    podResources
 	pods      int64
 	ports     []hostPort
-	// owners counts the pods it holds per spread group (see spreadGroup).
-	owners map[string]int
 }
 
 // podResources are the amounts Place accounts for.
@@ -232,6 +239,7 @@ const anyIP = "0.0.0.0"
 func newPlacer(in PlaceInput) *placer {
 	p := &placer{
 		byName: make(map[string]*nodeState, len(in.Nodes)),
+		spread: make(map[string]map[int]int),
 		claims: make(map[types.NamespacedName]*corev1.PersistentVolumeClaim, len(in.Claims)),
 	}
 	nodes := make([]*corev1.Node, 0, len(in.Nodes))
@@ -252,6 +260,7 @@ func newPlacer(in PlaceInput) *placer {
 			continue
 		}
 		ns := newNodeState(n)
+		ns.index = len(p.nodes)
 		p.byName[n.Name] = ns
 		p.nodes = append(p.nodes, ns)
 	}
@@ -294,7 +303,6 @@ func newNodeState(n *corev1.Node) *nodeState {
 		name:    n.Name,
 		down:    !nodeReady(n) || outOfService(n),
 		maxPods: -1,
-		owners:  make(map[string]int),
 	}
 	a := n.Status.Allocatable
 	ns.alloc = podResources{milliCPU: a.Cpu().MilliValue(), memory: a.Memory().Value()}
@@ -331,7 +339,17 @@ func outOfService(n *corev1.Node) bool {
 // around them.
 func (p *placer) assign(pod *corev1.Pod, node *nodeState) {
 	node.add(pod)
-	p.placed = append(p.placed, placedPod{pod: pod, node: node, antiAffinity: antiAffinityTerms(pod)})
+	if g := spreadGroup(pod); g != "" {
+		if p.spread[g] == nil {
+			p.spread[g] = make(map[int]int)
+		}
+		p.spread[g][node.index]++
+	}
+	pp := placedPod{pod: pod, node: node, antiAffinity: antiAffinityTerms(pod)}
+	p.placed = append(p.placed, pp)
+	if len(pp.antiAffinity) > 0 {
+		p.repelling = append(p.repelling, pp)
+	}
 }
 
 // add accounts for a pod on the node.
@@ -340,9 +358,6 @@ func (n *nodeState) add(pod *corev1.Pod) {
 	n.scored = n.scored.plus(podRequests(pod, true))
 	n.pods++
 	n.ports = append(n.ports, podHostPorts(pod)...)
-	if g := spreadGroup(pod); g != "" {
-		n.owners[g]++
-	}
 }
 
 // queued is a pending pod with its place in the queue.
@@ -420,6 +435,8 @@ func (p *placer) place(q queued) (*nodeState, string) {
 	var bestLoad int64
 	reasons := make(map[string]int)
 	want, found := feasibleNodesToFind(len(p.nodes)), 0
+	// A pod of no spread group finds nil: none of its group anywhere.
+	spread := p.spread[c.group]
 	start := p.next
 	for i := range p.nodes {
 		n := p.nodes[(start+i)%len(p.nodes)]
@@ -429,13 +446,10 @@ func (p *placer) place(q queued) (*nodeState, string) {
 			}
 			continue
 		}
-		owners := 0
-		if c.group != "" {
-			owners = n.owners[c.group]
-		}
+		owners := spread[n.index]
 		load := n.load(c.scored)
 		// Of equals, the first by name wins.
-		if best == nil || owners < bestOwners || (owners == bestOwners && (load < bestLoad || load == bestLoad && n.name < best.name)) {
+		if best == nil || owners < bestOwners || (owners == bestOwners && (load < bestLoad || load == bestLoad && n.index < best.index)) {
 			best, bestOwners, bestLoad = n, owners, load
 		}
 		if found++; found == want {
@@ -603,6 +617,9 @@ func (c *candidate) filter(n *nodeState) []string {
 			return []string{reasonPodAntiAffinity}
 		}
 	}
+	if len(c.forbidden) == 0 {
+		return nil
+	}
 	for key, values := range c.forbidden {
 		if v, ok := topologyValue(n.node, key); ok && values[v] {
 			return []string{reasonExistingAntiAffinity}
@@ -688,6 +705,9 @@ func toleratesTaint(tols []corev1.Toleration, t *corev1.Taint) bool {
 // matchesNode checks nodeSelector and required node affinity: every
 // nodeSelector label, and at least one node selector term.
 func (c *candidate) matchesNode(node *corev1.Node) bool {
+	if len(c.pod.Spec.NodeSelector) == 0 && len(c.nodeTerms) == 0 {
+		return true
+	}
 	for k, v := range c.pod.Spec.NodeSelector {
 		if have, ok := node.Labels[k]; !ok || have != v {
 			return false
@@ -906,7 +926,7 @@ func matchesAll(terms []topologyTerm, pod *corev1.Pod) bool {
 // pod's required anti-affinity selects pod.
 func (p *placer) forbiddenBy(pod *corev1.Pod) map[string]map[string]bool {
 	var out map[string]map[string]bool
-	for _, pp := range p.placed {
+	for _, pp := range p.repelling {
 		for _, t := range pp.antiAffinity {
 			if !t.matches(pod, pod.Namespace) {
 				continue
