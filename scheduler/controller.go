@@ -152,7 +152,7 @@ func (c *Controller) SyncOnce(ctx context.Context) (time.Duration, error) {
 	for _, set := range raftstore.ListOf[*appsv1.StatefulSet](v, raftstore.StatefulSets, "") {
 		plan := Reconcile(Input{
 			Set:       set,
-			Pods:      objs.pods(set.Namespace),
+			PodIndex:  objs.pods(set.Namespace),
 			Claims:    objs.claims(set.Namespace),
 			Revisions: objs.revisions(set.Namespace),
 			Now:       now,
@@ -445,16 +445,16 @@ func newID() string {
 
 // namespaceObjects lists a view's pods, claims and revisions once per
 // namespace and sync, so that syncing many sets of one namespace does not
-// list it once per set.
+// list it once per set; the pods come indexed.
 type namespaceObjects struct {
 	v           *raftstore.View
-	podsBy      map[string][]*corev1.Pod
+	podsBy      map[string]*PodIndex
 	claimsBy    map[string][]*corev1.PersistentVolumeClaim
 	revisionsBy map[string][]*appsv1.ControllerRevision
 }
 
 func newNamespaceObjects(v *raftstore.View) *namespaceObjects {
-	return &namespaceObjects{v: v, podsBy: map[string][]*corev1.Pod{},
+	return &namespaceObjects{v: v, podsBy: map[string]*PodIndex{},
 		claimsBy: map[string][]*corev1.PersistentVolumeClaim{}, revisionsBy: map[string][]*appsv1.ControllerRevision{}}
 }
 
@@ -468,8 +468,13 @@ func listOnce[T raftstore.Object](v *raftstore.View, cache map[string][]T, kind 
 	return l
 }
 
-func (o *namespaceObjects) pods(ns string) []*corev1.Pod {
-	return listOnce(o.v, o.podsBy, raftstore.Pods, ns)
+func (o *namespaceObjects) pods(ns string) *PodIndex {
+	x, ok := o.podsBy[ns]
+	if !ok {
+		x = IndexPods(raftstore.ListOf[*corev1.Pod](o.v, raftstore.Pods, ns), ns)
+		o.podsBy[ns] = x
+	}
+	return x
 }
 
 func (o *namespaceObjects) claims(ns string) []*corev1.PersistentVolumeClaim {

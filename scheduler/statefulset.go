@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -27,6 +28,11 @@ type Input struct {
 	// are ignored. A pod whose object is gone is simply absent; a pod with
 	// DeletionTimestamp set is Terminating and still holds its ordinal.
 	Pods []*corev1.Pod
+	// PodIndex, when set, is IndexPods of the namespace's pods and is used
+	// instead of Pods. A caller that reconciles many sets of a namespace
+	// builds it once, so that each sync looks only at the pods its set
+	// controls and the orphans.
+	PodIndex *PodIndex
 	// Claims are the PersistentVolumeClaims of the set's namespace.
 	Claims []*corev1.PersistentVolumeClaim
 	// Revisions are the ControllerRevisions of the set's namespace.
@@ -178,9 +184,9 @@ type setSync struct {
 	deleting        bool
 	orphaning       bool
 
-	// nsPods are all pods of the namespace, nsClaims all claims by name,
+	// nsPods are the pods of the namespace, nsClaims all claims by name,
 	// nsRevisions all revisions by name.
-	nsPods      []*corev1.Pod
+	nsPods      *PodIndex
 	nsClaims    map[string]*corev1.PersistentVolumeClaim
 	nsRevisions map[string]*appsv1.ControllerRevision
 
@@ -270,14 +276,9 @@ func newSetSync(in Input) *setSync {
 		claimCreates:    map[string]*corev1.PersistentVolumeClaim{},
 		deleted:         map[string]bool{},
 	}
-	for _, p := range in.Pods {
-		if p != nil && p.Namespace == set.Namespace {
-			s.nsPods = append(s.nsPods, p)
-		}
-	}
-	byName := func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) }
-	if !slices.IsSortedFunc(s.nsPods, byName) {
-		slices.SortStableFunc(s.nsPods, byName)
+	s.nsPods = in.PodIndex
+	if s.nsPods == nil {
+		s.nsPods = IndexPods(in.Pods, set.Namespace)
 	}
 	for _, c := range in.Claims {
 		if c != nil && c.Namespace == set.Namespace {
@@ -351,8 +352,43 @@ func (s *setSync) deletePod(pod *corev1.Pod, reason DeletionReason) {
 // podNameTaken reports whether a pod object of that name exists in the
 // namespace.
 func (s *setSync) podNameTaken(name string) bool {
-	i := sort.Search(len(s.nsPods), func(i int) bool { return s.nsPods[i].Name >= name })
-	return i < len(s.nsPods) && s.nsPods[i].Name == name
+	all := s.nsPods.all
+	i := sort.Search(len(all), func(i int) bool { return all[i].Name >= name })
+	return i < len(all) && all[i].Name == name
+}
+
+// PodIndex is the pods of one namespace as Reconcile reads them: all of
+// them by name, and the same split by controller.
+type PodIndex struct {
+	// all are the pods by name.
+	all []*corev1.Pod
+	// controlled are the pods with a controller reference, by its UID,
+	// each list by name; orphans those without one, by name.
+	controlled map[types.UID][]*corev1.Pod
+	orphans    []*corev1.Pod
+}
+
+// IndexPods indexes the pods of namespace ns among pods; pods of other
+// namespaces are left out.
+func IndexPods(pods []*corev1.Pod, ns string) *PodIndex {
+	x := &PodIndex{controlled: map[types.UID][]*corev1.Pod{}}
+	for _, p := range pods {
+		if p != nil && p.Namespace == ns {
+			x.all = append(x.all, p)
+		}
+	}
+	byName := func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(x.all, byName) {
+		slices.SortStableFunc(x.all, byName)
+	}
+	for _, p := range x.all {
+		if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
+			x.controlled[ref.UID] = append(x.controlled[ref.UID], p)
+		} else {
+			x.orphans = append(x.orphans, p)
+		}
+	}
+	return x
 }
 
 // terminating reports whether pod is terminating or was deleted earlier in

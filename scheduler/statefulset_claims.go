@@ -336,7 +336,7 @@ func (s *setSync) collectClaims() {
 	}
 	podUIDs := map[types.UID]bool{}
 	mounted := map[string]bool{}
-	for _, pod := range s.nsPods {
+	for _, pod := range s.nsPods.all {
 		podUIDs[pod.UID] = true
 		for _, v := range pod.Spec.Volumes {
 			if v.PersistentVolumeClaim != nil {

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -21,11 +22,10 @@ import (
 // by anything else are ignored. A pod matches when the selector selects its
 // labels and its name is "<set>-<ordinal>" (B.11).
 func (s *setSync) claimPods() {
-	for _, pod := range s.nsPods {
+	// M.97, M.100: pods controlled by someone else are not looked at.
+	owned, orphans := s.nsPods.controlled[s.set.UID], s.nsPods.orphans
+	for _, pod := range slices.Concat(owned, orphans) {
 		ref := metav1.GetControllerOfNoCopy(pod)
-		if ref != nil && ref.UID != s.set.UID {
-			continue // M.97, M.100: controlled by someone else.
-		}
 		match := isMember(s.set, pod.Name) && s.selector.Matches(labels.Set(pod.Labels))
 		switch {
 		case ref != nil && match:

@@ -332,11 +332,7 @@ func (s *setSync) deleteSet() {
 		return
 	}
 	remaining := 0
-	for _, p := range s.nsPods {
-		ref := metav1.GetControllerOfNoCopy(p)
-		if ref == nil || ref.UID != s.set.UID {
-			continue
-		}
+	for _, p := range s.nsPods.controlled[s.set.UID] {
 		remaining++
 		if !isTerminating(p) {
 			s.deletePod(p, ReasonSetDeleted)

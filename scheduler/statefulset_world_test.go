@@ -3,6 +3,7 @@ package scheduler
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,9 +154,19 @@ func (w *world) input() Input {
 	return in
 }
 
-// sync runs one reconcile and applies its plan.
+// sync runs one reconcile and applies its plan. The plan must not depend
+// on whether the pods come as a list or indexed, as the controller passes
+// them.
 func (w *world) sync() Plan {
-	p := Reconcile(w.input())
+	w.t.Helper()
+	in := w.input()
+	p := Reconcile(in)
+	indexed := in
+	indexed.Pods, indexed.PodIndex = nil, IndexPods(in.Pods, w.set.Namespace)
+	if q := Reconcile(indexed); !reflect.DeepEqual(p, q) {
+		w.t.Fatalf("the plan from indexed pods differs:\n%s\nfrom the list:\n%s",
+			strings.Join(summary(q), "\n"), strings.Join(summary(p), "\n"))
+	}
 	w.apply(p)
 	return p
 }
