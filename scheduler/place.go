@@ -168,6 +168,11 @@ type placer struct {
 	// spread counts, per spread group (see spreadGroup), the group's pods
 	// on each node that holds any, by node index.
 	spread map[string]map[int]int
+	// counts is spread[countsGroup] by node index. Pods are placed in set
+	// order, so the pods of one group come one after another, and each
+	// looks at hundreds of nodes: an index beats a map lookup per node.
+	countsGroup string
+	counts      []int
 	// claims by namespace/name.
 	claims map[types.NamespacedName]*corev1.PersistentVolumeClaim
 	// next is the node the next pod's search starts at.
@@ -344,6 +349,9 @@ func (p *placer) assign(pod *corev1.Pod, node *nodeState) {
 			p.spread[g] = make(map[int]int)
 		}
 		p.spread[g][node.index]++
+		if g == p.countsGroup {
+			p.counts[node.index]++
+		}
 	}
 	pp := placedPod{pod: pod, node: node, antiAffinity: antiAffinityTerms(pod)}
 	p.placed = append(p.placed, pp)
@@ -435,8 +443,7 @@ func (p *placer) place(q queued) (*nodeState, string) {
 	var bestLoad int64
 	reasons := make(map[string]int)
 	want, found := feasibleNodesToFind(len(p.nodes)), 0
-	// A pod of no spread group finds nil: none of its group anywhere.
-	spread := p.spread[c.group]
+	counts := p.groupCounts(c.group)
 	start := p.next
 	for i := range p.nodes {
 		n := p.nodes[(start+i)%len(p.nodes)]
@@ -446,7 +453,10 @@ func (p *placer) place(q queued) (*nodeState, string) {
 			}
 			continue
 		}
-		owners := spread[n.index]
+		owners := 0
+		if counts != nil {
+			owners = counts[n.index]
+		}
 		load := n.load(c.scored)
 		// Of equals, the first by name wins.
 		if best == nil || owners < bestOwners || (owners == bestOwners && (load < bestLoad || load == bestLoad && n.index < best.index)) {
@@ -461,6 +471,26 @@ func (p *placer) place(q queued) (*nodeState, string) {
 		return best, ""
 	}
 	return nil, fitMessage(len(p.nodes), reasons)
+}
+
+// groupCounts returns how many pods of spread group g each node holds, by
+// node index, or nil for a pod of no group.
+func (p *placer) groupCounts(g string) []int {
+	if g == "" {
+		return nil
+	}
+	if p.counts == nil || g != p.countsGroup {
+		if p.counts == nil {
+			p.counts = make([]int, len(p.nodes))
+		} else {
+			clear(p.counts)
+		}
+		for i, n := range p.spread[g] {
+			p.counts[i] = n
+		}
+		p.countsGroup = g
+	}
+	return p.counts
 }
 
 // minFeasibleNodes is the number of nodes up to which Place looks at every

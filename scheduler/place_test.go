@@ -110,6 +110,9 @@ func plOwner(set string) plPodOpt {
 
 func plNoOwner(p *corev1.Pod) { p.OwnerReferences = nil }
 
+// plApp sets the pod's app label.
+func plApp(app string) plPodOpt { return func(p *corev1.Pod) { p.Labels["app"] = app } }
+
 func plNS(ns string) plPodOpt { return func(p *corev1.Pod) { p.Namespace = ns } }
 
 func plOn(node string) plPodOpt {
@@ -420,6 +423,19 @@ func TestPlaceSpread(t *testing.T) {
 				Pods:    []*corev1.Pod{plPod("solo-0", plNoOwner, plOn("a")), plPod("x-0", plOn("b"), plReq("1", "1Gi"))},
 			},
 			want: []string{"default/solo-1 -> b"},
+		},
+		{
+			// a-0 and z-0 have no owner and the same labels: one group,
+			// whose pods are placed with m-0 between them.
+			name: "a group's pods spread when other pods are placed between them",
+			in: PlaceInput{
+				Pending: []*corev1.Pod{
+					plPod("z-0", plNoOwner, plApp("solo")), plPod("m-0"), plPod("a-0", plNoOwner, plApp("solo")),
+				},
+				Nodes: plNodes("a", "b"),
+			},
+			// a-0: a, by name. m-0: b, less loaded. z-0: b, where no solo pod is.
+			want: []string{"default/a-0 -> a", "default/m-0 -> b", "default/z-0 -> b"},
 		},
 		{
 			name: "placement order is namespace, set, numeric ordinal",
