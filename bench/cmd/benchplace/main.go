@@ -425,32 +425,6 @@ func check(pods []podRef, f *fleet, sets, replicas int) string {
 
 func setName(i int) string { return fmt.Sprintf("set-%03d", i) }
 
-// manifest is one StatefulSet of replicas pods started all at once.
-func manifest(name string, replicas int) []byte {
-	return fmt.Appendf(nil, `apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: %[1]s
-  namespace: bench
-spec:
-  serviceName: %[1]s
-  replicas: %[2]d
-  podManagementPolicy: Parallel
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-      - name: app
-        image: busybox
-        command: ["sleep", "3600"]
-        resources:
-          requests: {cpu: 100m, memory: 64Mi}
-`, name, replicas)
-}
-
 // submit applies the sets, eight requests at a time.
 func submit(ctx context.Context, f *fleet, sets, replicas int) error {
 	const workers = 8
@@ -465,7 +439,7 @@ func submit(ctx context.Context, f *fleet, sets, replicas int) error {
 					return
 				}
 				err := retry(ctx, func() error {
-					return f.call(ctx, http.MethodPost, f.base+"/v1/apply", "apply-"+setName(i), manifest(setName(i), replicas))
+					return f.call(ctx, http.MethodPost, f.base+"/v1/apply", "apply-"+setName(i), bench.PlacementSet(setName(i), replicas))
 				})
 				if err != nil {
 					errc <- fmt.Errorf("apply %s: %w", setName(i), err)
