@@ -116,6 +116,12 @@ func (s *setSync) chooseRevisions() error {
 	if s.currentTmpl, err = TemplateFromRevision(s.current); err != nil {
 		return err
 	}
+	// Outside a rollout they are one revision. Its template is only read
+	// (pods are built from copies), so it is decoded once.
+	if s.update == s.current {
+		s.updateTmpl = s.currentTmpl
+		return nil
+	}
 	if s.updateTmpl, err = TemplateFromRevision(s.update); err != nil {
 		return err
 	}
