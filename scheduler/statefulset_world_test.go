@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,13 +157,18 @@ func (w *world) input() Input {
 
 // sync runs one reconcile and applies its plan. The plan must not depend
 // on whether the pods come as a list or indexed, as the controller passes
-// them.
+// them, nor on the list's order or on pods of other namespaces.
 func (w *world) sync() Plan {
 	w.t.Helper()
 	in := w.input()
 	p := Reconcile(in)
+	// A pod that the set would adopt, were it in the set's namespace.
+	stranger := orphan("web-0", true)
+	stranger.Namespace = "elsewhere"
+	mixed := append(slices.Clone(in.Pods), stranger)
+	slices.Reverse(mixed)
 	indexed := in
-	indexed.Pods, indexed.PodIndex = nil, IndexPods(in.Pods, w.set.Namespace)
+	indexed.Pods, indexed.PodIndex = nil, IndexPods(mixed, w.set.Namespace)
 	if q := Reconcile(indexed); !reflect.DeepEqual(p, q) {
 		w.t.Fatalf("the plan from indexed pods differs:\n%s\nfrom the list:\n%s",
 			strings.Join(summary(q), "\n"), strings.Join(summary(p), "\n"))
